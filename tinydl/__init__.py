@@ -1,0 +1,44 @@
+"""tinydl: a deep-learning library written from scratch on NumPy (CPU) and CuPy (GPU).
+
+>>> import tinydl as td
+>>> x = td.tensor([1.0, 2.0], requires_grad=True)
+>>> (x * x).sum().backward()
+>>> x.grad
+tensor([2., 4.])
+"""
+
+from . import functional  # noqa: F401
+from .autograd import (  # noqa: F401
+    Context,
+    Function,
+    Tensor,
+    enable_grad,
+    grad,
+    is_grad_enabled,
+    no_grad,
+    set_grad_enabled,
+)
+from .backend import Device  # noqa: F401
+from .dtypes import (  # noqa: F401
+    bool_,
+    float16,
+    float32,
+    float64,
+    int8,
+    int16,
+    int32,
+    int64,
+    uint8,
+)
+from .errors import (  # noqa: F401
+    BackwardError,
+    DeviceError,
+    DTypeError,
+    GradcheckError,
+    ShapeError,
+    TinydlError,
+)
+from .gradcheck import gradcheck, gradgradcheck  # noqa: F401
+from .tensor import *  # noqa: F401,F403
+
+__version__ = "0.1.0"

@@ -1,0 +1,554 @@
+"""The autograd core: Tensor, Function, the backward engine, grad mode and ``td.grad``.
+
+Tensor and Function need each other (a Function makes Tensors, a Tensor remembers the node that
+made it), so both live here with the engine. A ``Function`` computes ``forward`` on raw backend
+arrays and writes ``backward`` with tinydl ops on Tensors, so a backward pass can itself be
+differentiated (``create_graph=True``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+
+import numpy as np
+
+from .backend import as_array as _as_array
+from .backend import get_array_module
+from .dtypes import is_floating
+from .errors import BackwardError, DeviceError, DTypeError, ShapeError
+from .grad_mode import _grad_enabled, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .tensor_methods import TensorMethods
+
+__all__ = [
+    "Tensor",
+    "Function",
+    "Context",
+    "no_grad",
+    "enable_grad",
+    "set_grad_enabled",
+    "is_grad_enabled",
+    "grad",
+    "sum_to",
+    "broadcast_to",
+]
+
+# ----------------------------------------------------------------------------- Function
+
+_FREED = object()
+
+
+class Context:
+    """What a forward leaves for its backward; it is also the node of the graph.
+
+    ``edges[i]`` says where the gradient of positional input ``i`` goes: ``None`` (no grad),
+    a leaf Tensor, or ``(node, output_index)`` of the Function that made the input.
+    """
+
+    __slots__ = (
+        "fn",
+        "needs_input_grad",
+        "edges",
+        "input_meta",
+        "output_meta",
+        "hooks",
+        "_to_save",
+        "_saved",
+        "__dict__",
+    )
+
+    def __init__(self):
+        self.fn = None
+        self.needs_input_grad = ()
+        self.edges = ()
+        self.input_meta = ()
+        self.output_meta = ()
+        self.hooks = None
+        self._to_save = ()
+        self._saved = ()
+
+    @property
+    def name(self) -> str:
+        return self.fn.__name__ if self.fn is not None else "Context"
+
+    def save_for_backward(self, *arrays):
+        """Keep arrays for backward. Inputs and outputs come back as the graph's own Tensors,
+        so a backward written with them is differentiable again."""
+        self._to_save = arrays
+
+    @property
+    def saved_tensors(self) -> tuple:
+        if self._saved is _FREED:
+            raise BackwardError(
+                f"{self.name}: trying to backward through the graph a second time; its saved "
+                "arrays were freed after the first backward. Pass retain_graph=True to the "
+                "first backward() or td.grad() call if you need to backward twice."
+            )
+        return tuple(_unpack_saved(self, item) for item in self._saved)
+
+    def __repr__(self) -> str:
+        return f"<{self.name}Backward>"
+
+
+def _unpack_saved(ctx, item):
+    kind, value = item
+    if kind == "tensor":
+        return value
+    if kind == "output":  # rebuilt on demand: holding the output Tensor would make a cycle
+        array, idx = value
+        return Tensor._wrap(array, ctx, idx)
+    if kind == "array":
+        return Tensor._wrap(value)
+    return value
+
+
+def _pack_saved(ctx, args, raw_outs, outs):
+    packed = []
+    for item in ctx._to_save:
+        if isinstance(item, Tensor):
+            packed.append(("tensor", item))
+            continue
+        for a in args:
+            if isinstance(a, Tensor) and a.data is item:
+                packed.append(("tensor", a))
+                break
+        else:
+            for i, (r, o) in enumerate(zip(raw_outs, outs)):
+                if item is r or item is o:  # r may be a NumPy scalar that o wraps
+                    packed.append(("output", (o, i)))
+                    break
+            else:
+                is_array = hasattr(item, "shape") and hasattr(item, "dtype")
+                packed.append(("array" if is_array else "value", item))
+    ctx._saved = tuple(packed)
+    ctx._to_save = ()
+
+
+_recorder = contextvars.ContextVar("tinydl_op_recorder", default=None)
+
+
+@contextlib.contextmanager
+def record_ops():
+    """Collect ``(Function class, args, kwargs)`` of every op applied inside the block
+    (used by ``gradcheck`` to test each op of a failing composite alone)."""
+    calls = []
+    token = _recorder.set(calls)
+    try:
+        yield calls
+    finally:
+        _recorder.reset(token)
+
+
+class Function:
+    """Base class of every op. Subclass it, write two static methods, call ``apply``::
+
+        class Square(td.Function):
+            @staticmethod
+            def forward(ctx, x):              # raw arrays in and out
+                ctx.save_for_backward(x)
+                return x * x
+
+            @staticmethod
+            def backward(ctx, grad):          # Tensors in and out
+                (x,) = ctx.saved_tensors
+                return 2 * x * grad
+
+        y = Square.apply(t)
+
+    ``backward`` returns one gradient per positional input of ``forward`` (``None`` where there is
+    none). Gradients may have the broadcast shape: the engine reduces them to the input's shape.
+    """
+
+    @staticmethod
+    def forward(ctx, *args, **kwargs):
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args, **kwargs):
+        device = None
+        for a in args:
+            if isinstance(a, Tensor):
+                dev = a.device
+                if device is None:
+                    device = dev
+                elif dev != device:
+                    raise DeviceError(
+                        f"{cls.__name__}: tensors on different devices ({device} and {dev}); "
+                        "move them with .to(device) first"
+                    )
+        calls = _recorder.get()
+        if calls is not None:
+            calls.append((cls, args, kwargs))
+        ctx = Context()
+        needs = tuple(isinstance(a, Tensor) and a._requires_grad for a in args)
+        ctx.needs_input_grad = needs
+        raw = cls.forward(ctx, *[a.data if isinstance(a, Tensor) else a for a in args], **kwargs)
+        multi = isinstance(raw, tuple)
+        raw_outs = raw if multi else (raw,)
+        outs = tuple(_as_array(o) for o in raw_outs)
+        if any(needs) and _grad_enabled.get():
+            ctx.fn = cls
+            ctx.edges = tuple(a._edge() if n else None for a, n in zip(args, needs))
+            ctx.input_meta = tuple(
+                (a.data.shape, a.data.dtype) if isinstance(a, Tensor) else None for a in args
+            )
+            ctx.output_meta = tuple((o.shape, o.dtype) for o in outs)
+            _pack_saved(ctx, args, raw_outs, outs)
+            results = tuple(
+                Tensor._wrap(o, ctx if is_floating(o.dtype) else None, i)
+                for i, o in enumerate(outs)
+            )
+        else:
+            results = tuple(Tensor._wrap(o) for o in outs)
+        return results if multi else results[0]
+
+
+# ----------------------------------------------------------------------------- broadcasting
+
+
+class SumTo(Function):
+    """Sum an array down to ``shape`` (the inverse of broadcasting)."""
+
+    @staticmethod
+    def forward(ctx, x, shape):
+        ctx.shape = x.shape
+        lead = x.ndim - len(shape)
+        axes = tuple(range(lead)) + tuple(
+            i + lead for i, n in enumerate(shape) if n == 1 and x.shape[i + lead] != 1
+        )
+        y = x.sum(axis=axes, keepdims=True) if axes else x
+        return y.reshape(shape) if lead else y
+
+    @staticmethod
+    def backward(ctx, grad):
+        return broadcast_to(grad, ctx.shape), None
+
+
+class BroadcastTo(Function):
+    @staticmethod
+    def forward(ctx, x, shape):
+        ctx.shape = x.shape
+        xp = get_array_module(x)
+        try:
+            return xp.broadcast_to(x, shape)
+        except ValueError:
+            raise ShapeError(
+                f"broadcast_to: cannot broadcast shape {x.shape} to {tuple(shape)}"
+            ) from None
+
+    @staticmethod
+    def backward(ctx, grad):
+        return sum_to(grad, ctx.shape), None
+
+
+def sum_to(x: Tensor, shape) -> Tensor:
+    """Sum ``x`` over broadcast dimensions so that it has ``shape``."""
+    shape = tuple(shape)
+    return x if x.shape == shape else SumTo.apply(x, shape)
+
+
+def broadcast_to(x: Tensor, shape) -> Tensor:
+    """Broadcast ``x`` to ``shape`` (a read-only view forward; ``sum_to`` backward)."""
+    shape = tuple(shape)
+    return x if x.shape == shape else BroadcastTo.apply(x, shape)
+
+
+# ----------------------------------------------------------------------------- engine
+
+
+def _backward(roots, root_grads, *, retain_graph, create_graph, targets=None):
+    """Run backward from ``roots``. Without ``targets`` gradients accumulate into leaves' ``.grad``;
+    with ``targets`` (a list of Tensors) they are returned instead, and no ``.grad`` changes."""
+    want = {}  # key of a target -> position in targets
+    for i, t in enumerate(targets or ()):
+        want[t._key()] = i
+    found = [None] * len(targets or ())
+
+    buffers = {}  # node -> list of output grads
+    leaf_grads = {}  # id(leaf) -> [leaf, grad]
+
+    def route(edge, g):
+        if isinstance(edge, tuple):
+            node, idx = edge
+            buf = buffers.setdefault(node, [None] * len(node.output_meta))
+            buf[idx] = g if buf[idx] is None else buf[idx] + g
+        else:
+            slot = leaf_grads.setdefault(id(edge), [edge, None])
+            slot[1] = g if slot[1] is None else slot[1] + g
+
+    with set_grad_enabled(create_graph):
+        roots_nodes = []
+        for t, g in zip(roots, root_grads):
+            route(t._edge(), g)
+            if t._node is not None:
+                roots_nodes.append(t._node)
+
+        deps = _count_dependencies(roots_nodes)
+        ready = [n for n in dict.fromkeys(roots_nodes) if deps.get(n, 0) == 0]
+        while ready:
+            node = ready.pop()
+            grads = buffers.pop(node, None) or [None] * len(node.output_meta)
+            for idx in range(len(node.output_meta)):
+                g = grads[idx]
+                if g is None:
+                    continue
+                for hook in (node.hooks or {}).get(idx, ()):
+                    out = hook(g)
+                    g = g if out is None else out
+                grads[idx] = g
+                pos = want.get((id(node), idx))
+                if pos is not None:
+                    found[pos] = g if found[pos] is None else found[pos] + g
+            if any(g is not None for g in grads):
+                in_grads = _call_backward(node, grads)
+                if not retain_graph and node._saved:
+                    node._saved = _FREED
+                for edge, meta, g in zip(node.edges, node.input_meta, in_grads):
+                    if edge is not None and g is not None:
+                        route(edge, _fit_grad(node, g, meta))
+            for edge in node.edges:
+                if isinstance(edge, tuple):
+                    child = edge[0]
+                    deps[child] -= 1
+                    if deps[child] == 0:
+                        ready.append(child)
+
+        for leaf, g in leaf_grads.values():
+            for hook in leaf._hooks or ():
+                out = hook(g)
+                g = g if out is None else out
+            pos = want.get(leaf._key())
+            if targets is not None:
+                if pos is not None:
+                    found[pos] = g if found[pos] is None else found[pos] + g
+            elif leaf.grad is None:
+                # NOTE: a copy, so that two leaves never share one gradient array (an in-place
+                # update of one .grad must not change another).
+                leaf.grad = g if create_graph else Tensor._wrap(g.data.copy())
+            else:
+                leaf.grad = leaf.grad + g
+    return found
+
+
+def _count_dependencies(roots):
+    """How many edges point at each node reachable from ``roots`` (iterative: no recursion limit)."""
+    deps = {}
+    stack = list(dict.fromkeys(roots))
+    seen = set(stack)
+    while stack:
+        node = stack.pop()
+        for edge in node.edges:
+            if isinstance(edge, tuple):
+                child = edge[0]
+                deps[child] = deps.get(child, 0) + 1
+                if child not in seen:
+                    seen.add(child)
+                    stack.append(child)
+    return deps
+
+
+def _call_backward(node, grads):
+    if node._saved is _FREED:
+        _ = node.saved_tensors  # raises the "second time" error
+    full = [
+        g if g is not None else Tensor._wrap(_zeros(shape, dtype, node))
+        for g, (shape, dtype) in zip(grads, node.output_meta)
+    ]
+    out = node.fn.backward(node, *full)
+    out = out if isinstance(out, tuple) else (out,)
+    if len(out) < len(node.edges):
+        raise BackwardError(
+            f"{node.name}.backward returned {len(out)} gradients for {len(node.edges)} inputs"
+        )
+    return out
+
+
+def _zeros(shape, dtype, node):
+    for e in node.edges:
+        if isinstance(e, Tensor):
+            return get_array_module(e.data).zeros(shape, dtype)
+    return np.zeros(shape, dtype)
+
+
+def _fit_grad(node, g, meta):
+    """Reduce a broadcast gradient to its input's shape and dtype: the one place this happens."""
+    if not isinstance(g, Tensor):
+        g = Tensor._wrap(_as_array(g))
+    shape, dtype = meta
+    if g.shape != shape:
+        lead = len(g.shape) - len(shape)
+        ok = lead >= 0 and all(s in (1, n) for s, n in zip(shape, g.shape[lead:]))
+        if not ok:
+            raise BackwardError(
+                f"{node.name}.backward: gradient of shape {g.shape} does not fit input of shape {shape}"
+            )
+        g = sum_to(g, shape)
+    if g.dtype != dtype:
+        g = g.to(dtype)
+    return g
+
+
+def grad(
+    outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False
+):
+    """Gradients of ``outputs`` with respect to ``inputs``, returned as a tuple (``.grad`` untouched).
+
+    >>> x = td.tensor(2.0, requires_grad=True)
+    >>> (g,) = td.grad(x ** 3, x, create_graph=True)   # 3 x^2 = 12
+    >>> (h,) = td.grad(g, x)                           # 6 x = 12
+    """
+    outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    for i, t in enumerate(inputs):
+        if not isinstance(t, Tensor) or not t.requires_grad:
+            raise BackwardError(f"grad: input {i} does not require grad")
+    root_grads = _root_grads("grad", outputs, grad_outputs)
+    found = _backward(
+        outputs,
+        root_grads,
+        retain_graph=create_graph if retain_graph is None else retain_graph,
+        create_graph=create_graph,
+        targets=inputs,
+    )
+    for i, g in enumerate(found):
+        if g is None and not allow_unused:
+            raise BackwardError(
+                f"grad: input {i} (shape {inputs[i].shape}) was not used to compute the outputs; "
+                "pass allow_unused=True to get None for it"
+            )
+    return tuple(found)
+
+
+def _root_grads(op, outputs, grad_outputs):
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    elif not isinstance(grad_outputs, (list, tuple)):
+        grad_outputs = [grad_outputs]
+    if len(grad_outputs) != len(outputs):
+        raise BackwardError(f"{op}: {len(outputs)} outputs but {len(grad_outputs)} grad_outputs")
+    result = []
+    for i, (t, g) in enumerate(zip(outputs, grad_outputs)):
+        if not isinstance(t, Tensor) or not t.requires_grad:
+            raise BackwardError(
+                f"{op}: output {i} does not require grad and has no grad_fn; did you compute it "
+                "under td.no_grad() or from tensors without requires_grad=True?"
+            )
+        if g is None:
+            if t.data.size != 1:
+                raise BackwardError(
+                    f"{op}: a gradient can be created implicitly only for a scalar output, got "
+                    f"shape {t.shape}; pass grad=td.ones_like(output) or the upstream gradient"
+                )
+            g = Tensor._wrap(get_array_module(t.data).ones(t.shape, t.dtype))
+        else:
+            g = g if isinstance(g, Tensor) else Tensor._wrap(_as_array(g))
+            if g.shape != t.shape:
+                raise ShapeError(f"{op}: gradient of shape {g.shape} for output of shape {t.shape}")
+        result.append(g)
+    return result
+
+
+# ----------------------------------------------------------------------------- Tensor
+
+
+class _HookHandle:
+    def __init__(self, hooks, fn):
+        self._hooks, self._fn = hooks, fn
+
+    def remove(self):
+        if self._fn in self._hooks:
+            self._hooks.remove(self._fn)
+
+
+class Tensor(TensorMethods):
+    """An n-dimensional array with a gradient. ``data`` is the backend array (NumPy or CuPy).
+
+    Create tensors with ``td.tensor``, ``td.zeros``, ``td.randn``, ...
+    """
+
+    __slots__ = ("data", "grad", "_requires_grad", "_node", "_idx", "_hooks", "__weakref__")
+    __array_ufunc__ = None  # ndarray + Tensor calls Tensor.__radd__
+
+    def __init__(self, data, requires_grad: bool = False):
+        self.data = _as_array(data)
+        self.grad = None
+        self._node = None
+        self._idx = 0
+        self._hooks = None
+        self._requires_grad = False
+        self.requires_grad = requires_grad
+
+    @classmethod
+    def _wrap(cls, array, node=None, idx=0):
+        t = object.__new__(Tensor)
+        t.data = array
+        t.grad = None
+        t._node = node
+        t._idx = idx
+        t._hooks = None
+        t._requires_grad = node is not None
+        return t
+
+    # -- graph -------------------------------------------------------------------------
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool):
+        if value and not is_floating(self.data.dtype):
+            raise DTypeError(
+                f"requires_grad: only floating-point tensors can require grad, got dtype {self.dtype}"
+            )
+        if not value and self._node is not None:
+            raise BackwardError(
+                "requires_grad: cannot turn it off on a non-leaf tensor; use .detach()"
+            )
+        self._requires_grad = bool(value)
+
+    def requires_grad_(self, value: bool = True) -> Tensor:
+        self.requires_grad = value
+        return self
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._node is None
+
+    @property
+    def grad_fn(self):
+        return self._node
+
+    def _edge(self):
+        return self if self._node is None else (self._node, self._idx)
+
+    def _key(self):
+        return id(self) if self._node is None else (id(self._node), self._idx)
+
+    def backward(self, grad=None, retain_graph: bool = False, create_graph: bool = False):
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``."""
+        root_grads = _root_grads("backward", [self], None if grad is None else [grad])
+        _backward(
+            [self], root_grads, retain_graph=retain_graph or create_graph, create_graph=create_graph
+        )
+
+    def register_hook(self, fn):
+        """``fn(grad) -> Tensor | None`` runs when this tensor's gradient is computed; a returned
+        tensor replaces the gradient. Returns a handle with ``.remove()``."""
+        if not self._requires_grad:
+            raise BackwardError("register_hook: the tensor does not require grad")
+        if self._node is None:
+            self._hooks = self._hooks if self._hooks is not None else []
+            hooks = self._hooks
+        else:
+            self._node.hooks = self._node.hooks if self._node.hooks is not None else {}
+            hooks = self._node.hooks.setdefault(self._idx, [])
+        hooks.append(fn)
+        return _HookHandle(hooks, fn)
+
+    def detach(self) -> Tensor:
+        """The same data, cut from the graph (shares memory)."""
+        return Tensor._wrap(self.data)

@@ -1,0 +1,34 @@
+"""Exceptions raised by tinydl. Messages name the op, the argument and the shapes."""
+
+__all__ = [
+    "TinydlError",
+    "ShapeError",
+    "DTypeError",
+    "DeviceError",
+    "GradcheckError",
+    "BackwardError",
+]
+
+
+class TinydlError(Exception):
+    """Base class of every error tinydl raises on purpose."""
+
+
+class ShapeError(TinydlError, ValueError):
+    """Shapes that do not fit an op, e.g. ``matmul: shapes (3, 4) and (5, 2) do not align``."""
+
+
+class DTypeError(TinydlError, TypeError):
+    """A dtype an op cannot take (an integer tensor asked to require grad, ...)."""
+
+
+class DeviceError(TinydlError, RuntimeError):
+    """Tensors on two devices in one op, or a device that is not available."""
+
+
+class BackwardError(TinydlError, RuntimeError):
+    """Misuse of ``backward``: a freed graph, a non-scalar output without a gradient, ..."""
+
+
+class GradcheckError(TinydlError, AssertionError):
+    """An analytic gradient that disagrees with central differences."""
