@@ -1,0 +1,5 @@
+"""Softmax and log-softmax along a dimension."""
+
+from __future__ import annotations
+
+__all__ = []
