@@ -132,15 +132,18 @@ class TensorMethods:
         return "tensor(" + body + "".join(", " + e for e in extra) + ")"
 
     # -- conversions -------------------------------------------------------------------------
-    def to(self, target=None, dtype=None) -> Tensor:
+    def to(self, *args, dtype=None, device=None) -> Tensor:
         """``.to(dtype)``, ``.to("cuda")`` or ``.to(device, dtype)``. Differentiable."""
-        if target is not None and dtype is None and not isinstance(target, (str, Device)):
-            dtype, target = target, None
+        for a in args:
+            is_device = isinstance(a, Device) or (
+                isinstance(a, str) and a.partition(":")[0] in ("cpu", "cuda")
+            )
+            device, dtype = (a, dtype) if is_device else (device, a)
         out = self
         if dtype is not None and to_dtype(dtype) != self.dtype:
             out = _F().cast(out, to_dtype(dtype))
-        if target is not None and Device(target) != self.device:
-            out = _F().to_device(out, Device(target))
+        if device is not None and Device(device) != self.device:
+            out = _F().to_device(out, Device(device))
         return out
 
     def float(self) -> Tensor:
@@ -171,7 +174,7 @@ class TensorMethods:
 
     # -- operators: comparisons give bool tensors without gradient; arithmetic is differentiable
     def _compare(self, other, op):
-        other = other.data if isinstance(other, Tensor) else other
+        other = other.data if isinstance(other, TensorMethods) else other
         return self._wrap(_as_array(op(self.data, other)))
 
     __eq__ = lambda self, other: self._compare(other, operator.eq)  # noqa: E731

@@ -1,0 +1,20 @@
+# The README's two commands: `make train` (the main job) and `make test` (the whole suite).
+PYTHON ?= python3
+export HYPOTHESIS_PROFILE ?= ci
+
+.PHONY: install train test
+
+install:
+	$(PYTHON) -m pip install -q -e ".[dev]"
+	# PyTorch is a test-time reference only; without it those comparisons skip.
+	$(PYTHON) -m pip install -q "torch==2.13.0" || echo "PyTorch not installed: comparisons with PyTorch will be skipped"
+
+train:
+	$(PYTHON) -m pip install -q -e .
+	$(PYTHON) examples/demo_autograd.py
+
+test: install
+	# pytest exits 5 when it collects no test (e.g. a -k filter that matches nothing): say so
+	# and do not count it as a failure.
+	$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
