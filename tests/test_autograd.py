@@ -87,7 +87,7 @@ def test_saved_arrays_are_freed_after_backward():
     y = x * x
     y.sum().backward()
     with pytest.raises(td.BackwardError, match="freed"):
-        y.grad_fn.saved_tensors
+        _ = y.grad_fn.saved_tensors
 
 
 def test_unused_output_of_multi_output_op_gets_zero_gradient():
