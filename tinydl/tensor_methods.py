@@ -16,7 +16,7 @@ from .backend import as_array as _as_array
 from .dtypes import to_dtype
 from .errors import BackwardError, ShapeError
 
-__all__ = ["TensorMethods"]
+__all__ = ["TensorMethods", "parse_to_args"]
 
 if TYPE_CHECKING:
     from .autograd import Tensor
@@ -33,6 +33,16 @@ def _F():
 
         _functional = functional
     return _functional
+
+
+def parse_to_args(args, device=None, dtype=None):
+    """Split ``.to(...)`` positional arguments into a device and a dtype."""
+    for a in args:
+        is_device = isinstance(a, Device) or (
+            isinstance(a, str) and a.partition(":")[0] in ("cpu", "cuda")
+        )
+        device, dtype = (a, dtype) if is_device else (device, a)
+    return device, dtype
 
 
 class TensorMethods:
@@ -134,11 +144,7 @@ class TensorMethods:
     # -- conversions -------------------------------------------------------------------------
     def to(self, *args, dtype=None, device=None) -> Tensor:
         """``.to(dtype)``, ``.to("cuda")`` or ``.to(device, dtype)``. Differentiable."""
-        for a in args:
-            is_device = isinstance(a, Device) or (
-                isinstance(a, str) and a.partition(":")[0] in ("cpu", "cuda")
-            )
-            device, dtype = (a, dtype) if is_device else (device, a)
+        device, dtype = parse_to_args(args, device, dtype)
         out = self
         if dtype is not None and to_dtype(dtype) != self.dtype:
             out = _F().cast(out, to_dtype(dtype))

@@ -2,4 +2,43 @@
 
 from __future__ import annotations
 
-__all__ = []
+from ..autograd import Function, Tensor
+from ..errors import ShapeError
+
+__all__ = ["linear"]
+
+
+class Linear(Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        # NOTE: one 2-D matmul over the flattened leading dims is faster than a batched one.
+        y = (x.reshape(-1, x.shape[-1]) @ weight.T).reshape(x.shape[:-1] + (weight.shape[0],))
+        return y if bias is None else y + bias
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        gx = grad @ weight if ctx.needs_input_grad[0] else None
+        gw = None
+        if ctx.needs_input_grad[1]:
+            gw = grad.reshape(-1, weight.shape[0]).mT @ x.reshape(-1, weight.shape[1])
+        gb = grad if ctx.needs_input_grad[2] else None  # the engine sums the leading dims
+        return gx, gw, gb
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``x @ weight.T + bias``: x (*, in), weight (out, in), bias (out,) -> (*, out)."""
+    if weight.ndim != 2:
+        raise ShapeError(f"linear: weight must be 2-D (out, in), got shape {weight.shape}")
+    if x.ndim == 0 or x.shape[-1] != weight.shape[1]:
+        raise ShapeError(
+            f"linear: input has {x.shape[-1] if x.ndim else 0} features but weight expects "
+            f"{weight.shape[1]} (input {x.shape}, weight {weight.shape})"
+        )
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ShapeError(
+            f"linear: bias must have shape ({weight.shape[0]},) for weight {weight.shape}, "
+            f"got {bias.shape}"
+        )
+    return Linear.apply(x, weight, bias)

@@ -1,5 +1,150 @@
-"""Normalization: batch_norm (training and eval, running statistics) and layer_norm."""
+"""Normalization: batch_norm (training and eval, running statistics) and layer_norm.
+
+Both rest on one fused ``Normalize`` op, ``(x - mean) / sqrt(var + eps)`` over some axes; the
+affine ``* weight + bias`` is composed from arithmetic ops.
+"""
 
 from __future__ import annotations
 
-__all__ = []
+from ..autograd import Function, Tensor
+from ..backend import get_array_module
+from ..errors import ShapeError
+
+__all__ = ["batch_norm", "layer_norm"]
+
+
+def _mean(t: Tensor, axes: tuple) -> Tensor:
+    return t.mean(axes, keepdim=True)
+
+
+class Normalize(Function):
+    """Outputs ``xhat`` and ``inv_std = 1 / sqrt(var + eps)`` (biased variance over ``axes``).
+
+    ``inv_std`` is an output so that the backward, written with both outputs, is differentiable
+    again without recomputing the statistics. With ``running=(mean, var, momentum)`` (arrays of
+    shape (C,)) the forward also updates the running statistics in place, as PyTorch does.
+    """
+
+    @staticmethod
+    def forward(ctx, x, axes, eps, running=None):
+        xp = get_array_module(x)
+        mean = x.mean(axis=axes, keepdims=True)
+        xhat = x - mean
+        var = (xhat * xhat).mean(axis=axes, keepdims=True)
+        inv_std = 1 / xp.sqrt(var + eps)
+        xhat *= inv_std
+        if running is not None:
+            run_mean, run_var, momentum = running
+            n = x.size // mean.size
+            run_mean *= 1 - momentum
+            run_mean += momentum * mean.reshape(run_mean.shape)
+            run_var *= 1 - momentum
+            run_var += (momentum * n / (n - 1)) * var.reshape(run_var.shape)  # unbiased
+        ctx.axes, ctx.n = axes, x.size // mean.size
+        ctx.save_for_backward(xhat, inv_std)
+        return xhat, inv_std
+
+    @staticmethod
+    def backward(ctx, grad, grad_inv_std):
+        xhat, inv_std = ctx.saved_tensors
+        axes = ctx.axes
+        gx = inv_std * (grad - _mean(grad, axes) - xhat * _mean(grad * xhat, axes))
+        # NOTE: grad_inv_std is zeros unless a double backward reaches inv_std; skip the work then.
+        if grad_inv_std.requires_grad or bool(grad_inv_std.data.any()):
+            gx = gx - xhat * (grad_inv_std * inv_std * inv_std / ctx.n)
+        return gx, None, None
+
+
+def _normalize(x: Tensor, axes: tuple, eps: float, running=None) -> Tensor:
+    xhat, _ = Normalize.apply(x, axes, eps, running=running)
+    return xhat
+
+
+def _affine(y: Tensor, weight, bias, shape) -> Tensor:
+    if weight is not None:
+        y = y * weight.reshape(shape)
+    if bias is not None:
+        y = y + bias.reshape(shape)
+    return y
+
+
+def _per_channel(name, t, c, x_shape):
+    if t is not None and tuple(t.shape) != (c,):
+        raise ShapeError(
+            f"batch_norm: {name} must have shape ({c},) for input {x_shape}, got {tuple(t.shape)}"
+        )
+    return t
+
+
+def _array(t):
+    return t.data if isinstance(t, Tensor) else t
+
+
+def batch_norm(
+    x: Tensor,
+    running_mean,
+    running_var,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Batch normalization of ``x`` (N, C, *) per channel C.
+
+    Training: normalizes with the batch statistics and, when ``running_mean``/``running_var``
+    (Tensors or arrays of shape (C,)) are given, updates them in place:
+    ``running = (1 - momentum) * running + momentum * batch`` (unbiased variance, as PyTorch).
+    Eval: normalizes with the running statistics. ``weight``/``bias`` (C,) scale and shift.
+    """
+    if x.ndim < 2:
+        raise ShapeError(f"batch_norm: expected input of shape (N, C, *), got {x.shape}")
+    c = x.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var)):
+        _per_channel(name, t, c, x.shape)
+    _per_channel("weight", weight, c, x.shape)
+    _per_channel("bias", bias, c, x.shape)
+    shape = (c,) + (1,) * (x.ndim - 2)
+    if training:
+        if x.numel() // c <= 1:
+            raise ValueError(
+                "batch_norm: expected more than 1 value per channel when training, got input "
+                f"of shape {x.shape}"
+            )
+        axes = (0,) + tuple(range(2, x.ndim))
+        running = None
+        if running_mean is not None and running_var is not None:
+            running = (_array(running_mean), _array(running_var), momentum)
+        y = _normalize(x, axes, eps, running)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError(
+                "batch_norm: running_mean and running_var are needed in eval mode (training=False)"
+            )
+        xp = get_array_module(x.data)
+        mean = xp.asarray(_array(running_mean), dtype=x.dtype).reshape(shape)
+        var = xp.asarray(_array(running_var), dtype=x.dtype).reshape(shape)
+        y = (x - Tensor._wrap(mean)) * Tensor._wrap(1 / xp.sqrt(var + eps))
+    return _affine(y, weight, bias, shape)
+
+
+def layer_norm(
+    x: Tensor,
+    normalized_shape,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Normalize ``x`` (*, *normalized_shape) over its last ``len(normalized_shape)`` dims;
+    ``weight``/``bias`` have shape ``normalized_shape``."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    k = len(shape)
+    if k == 0 or x.shape[x.ndim - k :] != shape or x.ndim < k:
+        raise ShapeError(
+            f"layer_norm: normalized_shape {shape} must match the last dims of input {x.shape}"
+        )
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and tuple(t.shape) != shape:
+            raise ShapeError(f"layer_norm: {name} must have shape {shape}, got {tuple(t.shape)}")
+    y = _normalize(x, tuple(range(x.ndim - k, x.ndim)), eps)
+    return _affine(y, weight, bias, shape)

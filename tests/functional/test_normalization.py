@@ -1,0 +1,211 @@
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from op_check import check_op, torch
+
+import tinydl as td
+import tinydl.functional as F
+from tinydl.testing import tensors
+
+TF = torch and torch.nn.functional
+
+
+@st.composite
+def bn_input(draw):
+    """(N, C, *) with at least 2 values per channel."""
+    n, c = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    extra = tuple(draw(st.lists(st.integers(1, 3), max_size=2)))
+    if n * int(np.prod(extra)) < 2:
+        n = 2
+    return draw(tensors((n, c) + extra, noncontiguous=None))
+
+
+def np_batch_norm_train(x, w=None, b=None, eps=1e-5):
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (-1,) + (1,) * (x.ndim - 2)
+    y = (x - x.mean(axes, keepdims=True)) / np.sqrt(x.var(axes, keepdims=True) + eps)
+    y = y if w is None else y * w.reshape(shape)
+    return y if b is None else y + b.reshape(shape)
+
+
+@given(x=bn_input(), affine=st.booleans(), data=st.data())
+def test_batch_norm_training(x, affine, data):
+    c = x.shape[1]
+    inputs = [x]
+    if affine:
+        inputs += [data.draw(tensors((c,))), data.draw(tensors((c,)))]
+    check_op(
+        lambda a, *wb: F.batch_norm(a, None, None, *wb, training=True),
+        inputs,
+        lambda a, *wb: np_batch_norm_train(a, *wb),
+        TF and (lambda a, *wb: TF.batch_norm(a, None, None, *wb, training=True)),
+        second_order=True,
+    )
+
+
+def composed_batch_norm(x, w, b, eps=1e-5):
+    """The reference twin of the fused training batch_norm, from reduction ops."""
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (-1,) + (1,) * (x.ndim - 2)
+    mean = x.mean(axes, keepdim=True)
+    var = ((x - mean) * (x - mean)).mean(axes, keepdim=True)
+    return (x - mean) / (var + eps) ** 0.5 * w.reshape(shape) + b.reshape(shape)
+
+
+@given(x=bn_input(), data=st.data())
+def test_fused_batch_norm_equals_composed_twin(x, data):
+    c = x.shape[1]
+    w, b = data.draw(tensors((c,))), data.draw(tensors((c,)))
+    fused = F.batch_norm(x, None, None, w, b, training=True)
+    twin = composed_batch_norm(x, w, b)
+    np.testing.assert_allclose(fused.data, twin.data, rtol=1e-9, atol=1e-9)
+    v = td.tensor(np.random.default_rng(0).standard_normal(x.shape))
+    g1 = td.grad((fused * v).sum(), [x, w, b], create_graph=True)
+    g2 = td.grad((twin * v).sum(), [x, w, b], create_graph=True)
+    for a, e in zip(g1, g2):
+        np.testing.assert_allclose(a.data, e.data, rtol=1e-7, atol=1e-9)
+    # second derivatives agree too
+    h1 = td.grad((g1[0] * v).sum(), [x, w])
+    h2 = td.grad((g2[0] * v).sum(), [x, w])
+    for a, e in zip(h1, h2):
+        np.testing.assert_allclose(a.data, e.data, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("as_tensor", [True, False])
+@pytest.mark.parametrize("shape", [(4, 3), (3, 2, 5), (2, 3, 4, 4)])
+def test_running_stats_updated_in_place_like_pytorch(shape, as_tensor):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape) * 2 + 1
+    rm, rv = np.zeros(shape[1]), np.ones(shape[1])
+    run_mean = td.tensor(rm) if as_tensor else rm.copy()
+    run_var = td.tensor(rv) if as_tensor else rv.copy()
+    mean_buffer = run_mean.data if as_tensor else run_mean
+    for _ in range(2):
+        F.batch_norm(td.tensor(x), run_mean, run_var, training=True, momentum=0.3)
+    assert (run_mean.data if as_tensor else run_mean) is mean_buffer  # the same array, updated
+    axes = (0,) + tuple(range(2, len(shape)))
+    n = x.size // shape[1]
+    exp_m, exp_v = rm, rv
+    for _ in range(2):
+        exp_m = 0.7 * exp_m + 0.3 * x.mean(axes)
+        exp_v = 0.7 * exp_v + 0.3 * x.var(axes) * n / (n - 1)
+    got_m = run_mean.data if as_tensor else run_mean
+    got_v = run_var.data if as_tensor else run_var
+    np.testing.assert_allclose(got_m, exp_m, rtol=1e-12)
+    np.testing.assert_allclose(got_v, exp_v, rtol=1e-12)
+    if torch is not None:
+        tm, tv = torch.tensor(rm), torch.tensor(rv)
+        for _ in range(2):
+            TF.batch_norm(torch.tensor(x), tm, tv, training=True, momentum=0.3)
+        np.testing.assert_allclose(got_m, tm.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(got_v, tv.numpy(), rtol=1e-12)
+
+
+@given(x=bn_input(), data=st.data())
+def test_batch_norm_eval_uses_running_stats(x, data):
+    c = x.shape[1]
+    rm = data.draw(tensors((c,), requires_grad=False))
+    rv = data.draw(tensors((c,), min_value=0.1, max_value=3.0, requires_grad=False))
+    w, b = data.draw(tensors((c,))), data.draw(tensors((c,)))
+    rm_before, rv_before = rm.data.copy(), rv.data.copy()
+    shape = (-1,) + (1,) * (x.ndim - 2)
+
+    def ref(a, ww, bb):
+        return (a - rm.data.reshape(shape)) / np.sqrt(rv.data.reshape(shape) + 1e-5) * ww.reshape(
+            shape
+        ) + bb.reshape(shape)
+
+    check_op(
+        lambda a, ww, bb: F.batch_norm(a, rm, rv, ww, bb, training=False),
+        [x, w, b],
+        ref,
+        TF
+        and (
+            lambda a, ww, bb: TF.batch_norm(a, torch.tensor(rm.data), torch.tensor(rv.data), ww, bb)
+        ),
+        second_order=True,
+    )
+    np.testing.assert_array_equal(rm.data, rm_before)
+    np.testing.assert_array_equal(rv.data, rv_before)
+
+
+def test_batch_norm_errors():
+    with pytest.raises(
+        ValueError,
+        match=r"batch_norm: expected more than 1 value per channel when "
+        r"training, got input of shape \(1, 3\)",
+    ):
+        F.batch_norm(td.randn(1, 3), None, None, training=True)
+    with pytest.raises(ValueError, match=r"got input of shape \(1, 2, 1, 1\)"):
+        F.batch_norm(td.randn(1, 2, 1, 1), td.zeros(2), td.ones(2), training=True)
+    F.batch_norm(td.randn(1, 3), td.zeros(3), td.ones(3), training=False)  # fine in eval
+    with pytest.raises(
+        td.ShapeError,
+        match=r"batch_norm: weight must have shape \(3,\) for "
+        r"input \(2, 3\), got \(4,\)",
+    ):
+        F.batch_norm(td.randn(2, 3), None, None, td.ones(4), training=True)
+    with pytest.raises(td.ShapeError, match=r"batch_norm: running_mean must have shape \(3,\)"):
+        F.batch_norm(td.randn(2, 3), td.zeros(2), td.ones(3))
+    with pytest.raises(ValueError, match="running_mean and running_var are needed in eval mode"):
+        F.batch_norm(td.randn(2, 3), None, None)
+    with pytest.raises(td.ShapeError, match=r"expected input of shape \(N, C, \*\), got \(3,\)"):
+        F.batch_norm(td.randn(3), None, None, training=True)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_float32_keeps_float32(training):
+    x = td.randn(4, 3, 2, 2, requires_grad=True)
+    w, b = td.ones(3, requires_grad=True), td.zeros(3, requires_grad=True)
+    rm, rv = td.zeros(3), td.ones(3)
+    out = F.batch_norm(x, rm, rv, w, b, training=training)
+    (out * td.randn(4, 3, 2, 2)).sum().backward()
+    assert out.dtype == x.grad.dtype == w.grad.dtype == b.grad.dtype == np.float32
+    assert rm.dtype == rv.dtype == np.float32
+
+
+@st.composite
+def ln_problem(draw):
+    lead = tuple(draw(st.lists(st.integers(1, 3), max_size=2)))
+    norm = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=2)))
+    if int(np.prod(norm)) < 2:
+        norm = norm[:-1] + (2,)
+    x = draw(tensors(lead + norm, noncontiguous=None))
+    affine = draw(st.booleans())
+    wb = [draw(tensors(norm)), draw(tensors(norm))] if affine else []
+    return x, norm, wb
+
+
+@given(problem=ln_problem())
+def test_layer_norm(problem):
+    x, norm, wb = problem
+    axes = tuple(range(x.ndim - len(norm), x.ndim))
+
+    def ref(a, w=None, b=None):
+        y = (a - a.mean(axes, keepdims=True)) / np.sqrt(a.var(axes, keepdims=True) + 1e-5)
+        return y if w is None else y * w + b
+
+    check_op(
+        lambda a, *p: F.layer_norm(a, norm, *p),
+        [x, *wb],
+        ref,
+        TF and (lambda a, *p: TF.layer_norm(a, norm, *p)),
+        second_order=True,
+    )
+
+
+def test_layer_norm_int_shape_float32_and_errors():
+    x = td.randn(2, 5, requires_grad=True)
+    w = td.ones(5, requires_grad=True)
+    out = F.layer_norm(x, 5, w)
+    (out * td.randn(2, 5)).sum().backward()
+    assert out.dtype == x.grad.dtype == w.grad.dtype == np.float32
+    with pytest.raises(
+        td.ShapeError,
+        match=r"layer_norm: normalized_shape \(4,\) must match the "
+        r"last dims of input \(2, 5\)",
+    ):
+        F.layer_norm(x, (4,))
+    with pytest.raises(td.ShapeError, match=r"layer_norm: weight must have shape \(5,\)"):
+        F.layer_norm(x, 5, td.ones(4))

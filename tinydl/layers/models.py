@@ -1,0 +1,124 @@
+"""The model zoo for 28x28 digits: MLP, LeNet5, MnistCNN and ResNetSmall.
+
+Each takes ``(N, 1, 28, 28)`` images and returns ``(N, num_classes)`` logits.
+"""
+
+from __future__ import annotations
+
+from .. import functional as F
+from .activation import Dropout, ReLU
+from .container import Sequential
+from .conv import AdaptiveAvgPool2d, Conv2d, MaxPool2d
+from .linear import Flatten, Identity, Linear
+from .module import Module
+from .normalization import BatchNorm1d, BatchNorm2d
+
+__all__ = ["MLP", "LeNet5", "MnistCNN", "ResNetSmall", "BasicBlock", "MODELS"]
+
+
+class MLP(Sequential):
+    """Flatten, then ``Linear -> ReLU (-> Dropout)`` per hidden size, then a linear classifier."""
+
+    def __init__(
+        self, in_features: int = 784, hidden=(256, 128), num_classes: int = 10, dropout: float = 0.0
+    ):
+        layers = [Flatten()]
+        for h in hidden:
+            layers += [Linear(in_features, h), ReLU()] + ([Dropout(dropout)] if dropout else [])
+            in_features = h
+        super().__init__(*layers, Linear(in_features, num_classes))
+
+
+class LeNet5(Sequential):
+    """LeCun et al. 1998 with ReLU and max-pooling: conv5-pool-conv5-pool-120-84-10."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__(
+            Conv2d(1, 6, 5, padding=2),
+            ReLU(),
+            MaxPool2d(2),
+            Conv2d(6, 16, 5),
+            ReLU(),
+            MaxPool2d(2),
+            Flatten(),
+            Linear(16 * 5 * 5, 120),
+            ReLU(),
+            Linear(120, 84),
+            ReLU(),
+            Linear(84, num_classes),
+        )
+
+
+def _conv_bn_relu(cin: int, cout: int) -> list[Module]:
+    return [Conv2d(cin, cout, 3, padding=1, bias=False), BatchNorm2d(cout), ReLU()]
+
+
+class MnistCNN(Sequential):
+    """Two conv-conv-pool stages with BatchNorm and dropout, then a BatchNorm'd hidden layer."""
+
+    def __init__(
+        self, num_classes: int = 10, width: int = 32, hidden: int = 128, dropout: float = 0.25
+    ):
+        w1, w2 = width, 2 * width
+        super().__init__(
+            *_conv_bn_relu(1, w1),
+            *_conv_bn_relu(w1, w1),
+            MaxPool2d(2),
+            Dropout(dropout),
+            *_conv_bn_relu(w1, w2),
+            *_conv_bn_relu(w2, w2),
+            MaxPool2d(2),
+            Dropout(dropout),
+            Flatten(),
+            Linear(w2 * 7 * 7, hidden, bias=False),
+            BatchNorm1d(hidden),
+            ReLU(),
+            Dropout(2 * dropout),
+            Linear(hidden, num_classes),
+        )
+
+
+class BasicBlock(Module):
+    """Two 3x3 conv-BN layers with an identity (or 1x1 projection) shortcut: ``relu(f(x) + x)``."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = BatchNorm2d(cout)
+        self.conv2 = Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = BatchNorm2d(cout)
+        if stride != 1 or cin != cout:
+            self.shortcut = Sequential(
+                Conv2d(cin, cout, 1, stride=stride, bias=False), BatchNorm2d(cout)
+            )
+        else:
+            self.shortcut = Identity()
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class ResNetSmall(Module):
+    """A small ResNet: a 3x3 stem, three stages of residual blocks (widths w, 2w, 4w, the last
+    two halving the resolution), global average pooling and a linear classifier."""
+
+    def __init__(self, num_classes: int = 10, width: int = 16, blocks_per_stage: int = 1):
+        super().__init__()
+        self.stem = Sequential(*_conv_bn_relu(1, width))
+        stages, cin = [], width
+        for i, cout in enumerate((width, 2 * width, 4 * width)):
+            for b in range(blocks_per_stage):
+                stages.append(BasicBlock(cin, cout, stride=2 if i > 0 and b == 0 else 1))
+                cin = cout
+        self.stages = Sequential(*stages)
+        self.pool = AdaptiveAvgPool2d(1)
+        self.fc = Linear(cin, num_classes)
+
+    def forward(self, x):
+        x = self.pool(self.stages(self.stem(x)))
+        return self.fc(x.flatten(1))
+
+
+MODELS = {"mlp": MLP, "lenet": LeNet5, "cnn": MnistCNN, "resnet": ResNetSmall}
