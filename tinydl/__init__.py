@@ -7,7 +7,14 @@
 tensor([2., 4.])
 """
 
-from . import functional  # noqa: F401
+from . import (  # noqa: E402,F401  (they build on the above)
+    data,
+    functional,  # noqa: F401
+    io,
+    layers,
+    metrics,
+    optim,
+)
 from .autograd import (  # noqa: F401
     Context,
     Function,
@@ -39,6 +46,7 @@ from .errors import (  # noqa: F401
     TinydlError,
 )
 from .gradcheck import gradcheck, gradgradcheck  # noqa: F401
+from .io import SerializationError, load, load_checkpoint, save, save_checkpoint  # noqa: E402,F401
 from .tensor import *  # noqa: F401,F403
 
 __version__ = "0.1.0"
