@@ -45,6 +45,31 @@ from .errors import (  # noqa: F401
     ShapeError,
     TinydlError,
 )
+from .functional import (  # noqa: F401  (PyTorch also has these as torch.*)
+    abs,
+    argmax,
+    argmin,
+    cat,
+    chunk,
+    clamp,
+    exp,
+    flatten,
+    log,
+    matmul,
+    maximum,
+    mean,
+    minimum,
+    permute,
+    reshape,
+    split,
+    sqrt,
+    squeeze,
+    stack,
+    sum,
+    tanh,
+    unsqueeze,
+    where,
+)
 from .gradcheck import gradcheck, gradgradcheck  # noqa: F401
 from .io import SerializationError, load, load_checkpoint, save, save_checkpoint  # noqa: E402,F401
 from .tensor import *  # noqa: F401,F403

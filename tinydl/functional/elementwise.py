@@ -211,7 +211,8 @@ _ERF_Q = (2.56852019228982242e00, 1.87295284992346047e00, 5.27905102951428412e-1
 
 
 def _ratio(t, num, den):
-    """``(num[-1] t^n + num[0] t^(n-1) + ...) / (t^n + den[0] t^(n-1) + ...)``, Cody's layout."""
+    """``(num[-1] t^k + num[0] t^(k-1) + ... + num[k-1]) / (t^k + den[0] t^(k-1) + ...
+    + den[k-1])`` with ``k = len(den)``, Horner's rule in Cody's layout."""
     n = len(den) - 1
     top, bottom = num[-1] * t, t
     for i in range(n):
@@ -220,7 +221,7 @@ def _ratio(t, num, den):
 
 
 def _erf_array(x):
-    """erf of a backend array, to about 1 ulp in float64 (NumPy has no erf). Every branch is
+    """erf of a backend array, within a few ulp in float64 (NumPy has no erf). Every branch is
     evaluated on inputs clipped to its own interval, so nothing overflows."""
     xp = get_array_module(x)
     x64 = x.astype(xp.float64, copy=False)
@@ -235,7 +236,8 @@ def _erf_array(x):
     mid = y <= 4.0
     scaled = xp.where(mid, _ratio(ym, _ERF_C, _ERF_D), large)  # erfc(y) * exp(y^2)
     yy = xp.where(mid, ym, yl)
-    # exp(-y^2) as exp(-t^2) exp(-(y-t)(y+t)) with t = y rounded to 1/16: no cancellation
+    # exp(-y^2) as exp(-t^2) exp(-(y-t)(y+t)), t = y cut to 1/16: y*y's rounding error would
+    # be magnified by exp
     t = xp.trunc(yy * 16) / 16
     erfc = xp.exp(-t * t) * xp.exp(-(yy - t) * (yy + t)) * scaled
     out = xp.where(y <= 0.46875, small, xp.copysign((0.5 - erfc) + 0.5, x64))
@@ -446,7 +448,7 @@ class Clamp(Function):
         (x,) = ctx.saved_tensors
         inside = get_array_module(x.data).ones(x.shape, bool)
         if ctx.lo is not None:
-            inside &= x.data > ctx.lo
+            inside &= x.data >= ctx.lo
         if ctx.hi is not None:
             inside &= x.data <= ctx.hi
         return grad * _const(inside, grad.dtype), None, None

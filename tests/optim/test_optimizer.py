@@ -1,0 +1,221 @@
+"""The Optimizer base through its subclasses: groups, state, zero_grad, state dicts, in place."""
+
+import numpy as np
+import pytest
+
+import tinydl as td
+from tinydl import optim
+from tinydl.optim import OptimizerStateError
+
+ALL = {
+    "sgd": (optim.SGD, dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)),
+    "sgd_damp": (optim.SGD, dict(lr=0.05, momentum=0.5, dampening=0.2, maximize=False)),
+    "adam": (optim.Adam, dict(lr=0.05, amsgrad=True, weight_decay=0.01)),
+    "adamw": (optim.AdamW, dict(lr=0.05)),
+    "rmsprop": (optim.RMSprop, dict(lr=0.01, momentum=0.9, centered=True, weight_decay=0.1)),
+    "adagrad": (optim.Adagrad, dict(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1)),
+}
+
+
+def _make(name):
+    cls, kw = ALL[name]
+    return lambda ps: cls(ps, **kw)
+
+
+@pytest.mark.parametrize("name", list(ALL))
+def test_updates_in_place_in_float32(problem, name):
+    ps = [td.Parameter(td.tensor(a.astype(np.float32))) for a in problem.init]
+    opt = _make(name)(ps)
+    arrays = [p.data for p in ps]
+    views = [p.data[..., :1] for p in ps]
+    states = None
+    for _ in range(5):
+        for p, g in zip(ps, problem.grads(*[p.data.astype(np.float64) for p in ps])):
+            p.grad = td.Tensor(g.astype(np.float32))
+        opt.step()
+        if states is None:
+            states = {(i, k): v for i, p in enumerate(ps) for k, v in opt.state[p].items()}
+    for p, a, v in zip(ps, arrays, views):
+        assert p.data is a and np.shares_memory(p.data, v) and p.data.dtype == np.float32
+    for (i, k), v in states.items():
+        now = opt.state[ps[i]][k]
+        assert now is v or k == "step", k  # state arrays are updated in place too
+        assert k == "step" or now.dtype == np.float32
+
+
+@pytest.mark.parametrize("name", list(ALL))
+def test_float32_follows_float64(problem, name):
+    lo = problem.run_tinydl(_make(name), steps=10, dtype=np.float32)
+    hi = problem.run_tinydl(_make(name), steps=10)
+    for a, b in zip(lo[-1], hi[-1]):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", list(ALL))
+def test_state_dict_round_trip_resumes_the_same_trajectory(problem, name):
+    full = problem.run_tinydl(_make(name), steps=20)
+    ps = [td.Parameter(td.tensor(a)) for a in problem.init]
+    opt = _make(name)(ps)
+
+    def take(opt, ps, n):
+        for _ in range(n):
+            for p, g in zip(ps, problem.grads(*[p.data for p in ps])):
+                p.grad = td.Tensor(g)
+            opt.step()
+
+    take(opt, ps, 10)
+    saved = opt.state_dict()
+    take(opt, ps, 1)  # the saved arrays are a snapshot, not views of the live state
+    # a checkpoint file gives numbers back as 0-d arrays and lists as arrays
+    on_disk = {
+        "state": {
+            str(k): {n: np.asarray(v) for n, v in s.items()} for k, s in saved["state"].items()
+        },
+        "param_groups": [
+            {k: (np.asarray(v) if k == "params" else v) for k, v in g.items()}
+            for g in saved["param_groups"]
+        ],
+    }
+    ps2 = [td.Parameter(td.tensor(a)) for a in full[9]]
+    opt2 = _make(name)(ps2)
+    opt2.load_state_dict(on_disk)
+    take(opt2, ps2, 10)
+    for a, b in zip([p.data for p in ps2], full[-1]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_state_dict_layout_matches_torch(torch):
+    ps = [td.Parameter(td.zeros(2)), td.Parameter(td.zeros(3)), td.Parameter(td.zeros(1))]
+    tps = [torch.nn.Parameter(torch.zeros(n)) for n in (2, 3, 1)]
+    ours = optim.Adam([{"params": ps[:2]}, {"params": ps[2:], "lr": 0.1}], amsgrad=True)
+    theirs = torch.optim.Adam([{"params": tps[:2]}, {"params": tps[2:], "lr": 0.1}], amsgrad=True)
+    for p, q in zip(ps[1:], tps[1:]):  # the first parameter has no gradient
+        p.grad, q.grad = td.ones(*p.shape), torch.ones(q.shape)
+    ours.step()
+    theirs.step()
+    a, b = ours.state_dict(), theirs.state_dict()
+    assert a["state"].keys() == b["state"].keys() == {1, 2}
+    assert a["state"][1].keys() == b["state"][1].keys()
+    assert isinstance(a["state"][1]["exp_avg"], np.ndarray)
+    assert [g["params"] for g in a["param_groups"]] == [g["params"] for g in b["param_groups"]]
+    for ga, gb in zip(a["param_groups"], b["param_groups"]):
+        assert set(ga) <= set(gb) and ga["lr"] == gb["lr"]
+
+
+def test_load_state_dict_mismatches_name_what_differs():
+    ps = [td.Parameter(td.zeros(2)), td.Parameter(td.zeros(3))]
+    opt = optim.SGD(ps, lr=0.1, momentum=0.9)
+    for p in ps:
+        p.grad = td.ones(*p.shape)
+    opt.step()
+    saved = opt.state_dict()
+    two_groups = optim.SGD([{"params": ps[:1]}, {"params": ps[1:]}], lr=0.1)
+    with pytest.raises(OptimizerStateError, match="has 2 parameter group.*state dict has 1"):
+        two_groups.load_state_dict(saved)
+    with pytest.raises(ValueError, match="group 0 has 1 parameter.*but 2 in the state dict"):
+        optim.SGD(ps[:1], lr=0.1).load_state_dict(saved)
+    swapped = optim.SGD([ps[1], ps[0]], lr=0.1, momentum=0.9)
+    with pytest.raises(OptimizerStateError, match=r"'momentum_buffer' of parameter 0.*\(2,\)"):
+        swapped.load_state_dict(saved)
+    with pytest.raises(OptimizerStateError, match="'state' and 'param_groups'"):
+        opt.load_state_dict({"state": {}})
+
+
+def test_load_state_dict_restores_hyper_parameters_and_keeps_params():
+    ps = [td.Parameter(td.zeros(2))]
+    a = optim.SGD(ps, lr=0.1)
+    a.param_groups[0]["lr"] = 0.025
+    b = optim.SGD([td.Parameter(td.zeros(2))], lr=0.1)
+    b.load_state_dict(a.state_dict())
+    assert b.param_groups[0]["lr"] == 0.025
+    assert b.param_groups[0]["params"][0] is not ps[0]
+
+
+def test_parameter_groups_with_their_own_lr_match_torch(torch, problem, same_trajectory):
+    def ours(ps):
+        return optim.Adam([{"params": ps[:1], "lr": 0.1}, {"params": ps[1:]}], lr=0.01)
+
+    def theirs(ps):
+        groups = [{"params": ps[:1], "lr": 0.1}, {"params": ps[1:]}]
+        return torch.optim.Adam(groups, lr=0.01, foreach=False)
+
+    same_trajectory(problem.run_tinydl(ours), problem.run_torch(theirs))
+
+    def ours_sgd(ps):
+        opt = optim.SGD(ps[:1], lr=0.1, momentum=0.9)
+        opt.add_param_group({"params": ps[1:], "lr": 0.02, "nesterov": True})
+        return opt
+
+    def theirs_sgd(ps):
+        opt = torch.optim.SGD(ps[:1], lr=0.1, momentum=0.9, foreach=False)
+        opt.add_param_group({"params": ps[1:], "lr": 0.02, "nesterov": True})
+        return opt
+
+    same_trajectory(problem.run_tinydl(ours_sgd), problem.run_torch(theirs_sgd))
+
+
+def test_parameter_groups_closed_form():
+    a, b = td.Parameter(td.tensor([1.0])), td.Parameter(td.tensor([1.0]))
+    opt = optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.0}], lr=0.5)
+    assert opt.param_groups[1]["lr"] == 0.0 and opt.param_groups[0]["lr"] == 0.5
+    a.grad, b.grad = td.tensor([1.0]), td.tensor([1.0])
+    opt.step()
+    assert a.data[0] == 0.5 and b.data[0] == 1.0
+
+
+def test_zero_grad():
+    p = td.Parameter(td.ones(3))
+    opt = optim.SGD([p], lr=0.1)
+    p.grad = td.ones(3)
+    g = p.grad.data
+    opt.zero_grad(set_to_none=False)
+    assert p.grad.data is g and not g.any()
+    opt.zero_grad()
+    assert p.grad is None
+    opt.step()  # parameters without a gradient are skipped
+    np.testing.assert_array_equal(p.data, 1.0)
+
+
+def test_step_runs_the_closure_with_grad_enabled():
+    p = td.Parameter(td.tensor([2.0]))
+    opt = optim.SGD([p], lr=0.25)
+
+    def closure():
+        opt.zero_grad()
+        loss = (p * p).sum()
+        loss.backward()
+        return loss
+
+    with td.no_grad():
+        loss = opt.step(closure)
+    assert float(loss) == 4.0 and p.data[0] == 1.0
+
+
+def test_bad_params_are_rejected():
+    p = td.Parameter(td.zeros(2))
+    with pytest.raises(ValueError, match="empty parameter list"):
+        optim.SGD([], lr=0.1)
+    with pytest.raises(TypeError, match="wrap it in a list"):
+        optim.SGD(p, lr=0.1)
+    with pytest.raises(ValueError, match="more than once"):
+        optim.SGD([p, p], lr=0.1)
+    opt = optim.SGD([p], lr=0.1)
+    with pytest.raises(ValueError, match="more than once"):
+        opt.add_param_group({"params": [p]})
+    with pytest.raises(ValueError, match="non-leaf"):
+        optim.SGD([p * 2], lr=0.1)
+    with pytest.raises(TypeError, match="not a set"):
+        optim.SGD({p}, lr=0.1)
+    with pytest.raises(ValueError, match="SGD: invalid learning rate -1"):
+        opt.add_param_group({"params": [td.Parameter(td.zeros(1))], "lr": -1})
+    q = td.Parameter(td.zeros(2))
+    q.grad = td.zeros(3)
+    with pytest.raises(td.ShapeError, match=r"gradient of shape \(3,\)"):
+        optim.Adam([q]).step()
+
+
+def test_generators_of_parameters_are_accepted():
+    ps = [td.Parameter(td.zeros(2)) for _ in range(3)]
+    opt = optim.Adam(p for p in ps)
+    assert all(a is b for a, b in zip(opt.param_groups[0]["params"], ps, strict=True))
+    assert "Adam (" in repr(opt) and "lr: 0.001" in repr(opt)

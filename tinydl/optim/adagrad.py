@@ -1,0 +1,133 @@
+"""Adagrad (Duchi et al., 2011): per-coordinate learning rates from the sum of squared gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd import no_grad
+from .optimizer import Optimizer, require
+
+__all__ = ["Adagrad", "adagrad_update"]
+
+
+def adagrad_update(
+    param,
+    grad,
+    state_sum,
+    *,
+    step: int,
+    lr: float,
+    lr_decay: float,
+    weight_decay: float,
+    eps: float,
+    maximize: bool,
+    work: tuple,
+) -> None:
+    """One Adagrad step on arrays, in place on ``param`` and ``state_sum``.
+
+    With ``g = ±grad + weight_decay * param``::
+
+        s += g * g
+        param -= lr / (1 + (step - 1) * lr_decay) * g / (sqrt(s) + eps)
+
+    ``step`` counts from 1; ``work`` is two scratch arrays shaped like ``param``.
+    """
+    w0, w1 = work
+    g = grad
+    if weight_decay != 0:
+        np.multiply(param, weight_decay, out=w0)
+        g = (np.subtract if maximize else np.add)(w0, grad, out=w0)
+    elif maximize:
+        g = np.negative(grad, out=w0)
+    clr = lr / (1 + (step - 1) * lr_decay)
+    state_sum += np.multiply(g, g, out=w1)
+    std = np.sqrt(state_sum, out=w1)
+    std += eps
+    update = np.divide(g, std, out=w1)
+    param += np.multiply(update, -clr, out=w1)
+
+
+class Adagrad(Optimizer):
+    """Adagrad, PyTorch's ``torch.optim.Adagrad`` update step for step (dense gradients).
+
+    Parameters
+    ----------
+    params : iterable of Tensor or of dict
+        Parameters or parameter groups.
+    lr : float
+        Learning rate (>= 0).
+    lr_decay : float
+        The learning rate of step ``t`` is ``lr / (1 + (t - 1) * lr_decay)`` (>= 0).
+    weight_decay : float
+        L2 penalty added to the gradient (>= 0).
+    initial_accumulator_value : float
+        Starting value of the sum of squared gradients (>= 0).
+    eps : float
+        Added to the denominator for stability (>= 0).
+    maximize : bool
+        Ascend instead of descend.
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-2,
+        lr_decay: float = 0.0,
+        weight_decay: float = 0.0,
+        initial_accumulator_value: float = 0.0,
+        eps: float = 1e-10,
+        *,
+        maximize: bool = False,
+    ):
+        defaults = dict(
+            lr=lr,
+            lr_decay=lr_decay,
+            weight_decay=weight_decay,
+            initial_accumulator_value=initial_accumulator_value,
+            eps=eps,
+            maximize=maximize,
+        )
+        super().__init__(params, defaults)
+
+    def _check(self, group: dict) -> None:
+        name = type(self).__name__
+        require(group["lr"] >= 0, name, "learning rate", group["lr"], "lr must be >= 0")
+        require(group["lr_decay"] >= 0, name, "lr_decay", group["lr_decay"], "must be >= 0")
+        require(group["eps"] >= 0, name, "epsilon", group["eps"], "eps must be >= 0")
+        require(
+            group["weight_decay"] >= 0,
+            name,
+            "weight_decay",
+            group["weight_decay"],
+            "must be >= 0",
+        )
+        init = group["initial_accumulator_value"]
+        require(init >= 0, name, "initial_accumulator_value", init, "must be >= 0")
+
+    @no_grad()
+    def step(self, closure=None):
+        """One update of every parameter that has a gradient."""
+        loss = self._closure(closure)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = self._grad(p)
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["sum"] = self._full_like(p, group["initial_accumulator_value"])
+                state["step"] += 1
+                adagrad_update(
+                    p.data,
+                    grad,
+                    state["sum"],
+                    step=state["step"],
+                    lr=group["lr"],
+                    lr_decay=group["lr_decay"],
+                    weight_decay=group["weight_decay"],
+                    eps=group["eps"],
+                    maximize=group["maximize"],
+                    work=self._workspace(p),
+                )
+        return loss

@@ -1,0 +1,208 @@
+"""Adam (with the AMSGrad variant) and AdamW (decoupled weight decay)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd import no_grad
+from .optimizer import Optimizer, require
+
+__all__ = ["Adam", "AdamW", "adam_update", "lerp_"]
+
+
+def lerp_(start, end, weight: float, work):
+    """``start += weight * (end - start)`` in place, rounded as PyTorch's ``lerp_`` does."""
+    np.subtract(end, start, out=work)
+    if abs(weight) < 0.5:
+        start += np.multiply(work, weight, out=work)
+    else:
+        # NOTE: PyTorch anchors at ``end`` for large weights, so that weight 1 gives ``end``.
+        np.multiply(work, 1 - weight, out=work)
+        np.subtract(end, work, out=start)
+    return start
+
+
+def adam_update(
+    param,
+    grad,
+    exp_avg,
+    exp_avg_sq,
+    max_exp_avg_sq,
+    *,
+    step: int,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    amsgrad: bool,
+    maximize: bool,
+    decoupled: bool,
+    work: tuple,
+) -> None:
+    """One Adam step on arrays, in place on ``param`` and the moment arrays.
+
+    With ``g = ±grad (+ weight_decay * param unless decoupled)``::
+
+        param *= 1 - lr * weight_decay              (decoupled: AdamW)
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        vmax = max(vmax, v)                          (amsgrad; v below is vmax)
+        param -= lr / (1 - beta1**step) * m / (sqrt(v) / sqrt(1 - beta2**step) + eps)
+
+    Parameters
+    ----------
+    param, grad : array
+        The parameter (updated in place) and its gradient (left alone).
+    exp_avg, exp_avg_sq, max_exp_avg_sq : array
+        First and second moments and (amsgrad only, else None) the running max of the second.
+    step : int
+        The number of this step, from 1.
+    work : tuple of two arrays
+        Scratch space shaped like ``param``.
+    """
+    w0, w1 = work
+    g = grad
+    if maximize:
+        g = np.negative(grad, out=w0)
+    if weight_decay != 0:
+        if decoupled:
+            param *= 1 - lr * weight_decay
+        else:
+            np.multiply(param, weight_decay, out=w1)
+            g = np.add(g, w1, out=w0)
+    lerp_(exp_avg, g, 1 - beta1, w1)
+    exp_avg_sq *= beta2
+    np.multiply(g, 1 - beta2, out=w1)
+    exp_avg_sq += np.multiply(w1, g, out=w1)
+    bias_correction1 = 1 - beta1**step
+    bias_correction2_sqrt = (1 - beta2**step) ** 0.5
+    second = exp_avg_sq
+    if amsgrad:
+        second = np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+    denom = np.sqrt(second, out=w1)
+    denom /= bias_correction2_sqrt
+    denom += eps
+    update = np.divide(exp_avg, denom, out=w1)
+    param += np.multiply(update, -(lr / bias_correction1), out=w1)
+
+
+class Adam(Optimizer):
+    """Adam (Kingma and Ba, 2014), PyTorch's ``torch.optim.Adam`` update step for step.
+
+    Parameters
+    ----------
+    params : iterable of Tensor or of dict
+        Parameters or parameter groups.
+    lr : float
+        Learning rate (>= 0).
+    betas : (float, float)
+        Decay rates of the first and second moment averages, each in [0, 1).
+    eps : float
+        Added to the denominator for stability (>= 0).
+    weight_decay : float
+        L2 penalty added to the gradient (``AdamW``: decoupled, applied to the parameter).
+    amsgrad : bool
+        Normalize by the running maximum of the second moment (Reddi et al., 2018).
+    maximize : bool
+        Ascend instead of descend.
+    """
+
+    _decoupled = False
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+    ):
+        defaults = dict(
+            lr=lr,
+            betas=tuple(betas),
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            maximize=maximize,
+        )
+        super().__init__(params, defaults)
+
+    def _check(self, group: dict) -> None:
+        name = type(self).__name__
+        require(group["lr"] >= 0, name, "learning rate", group["lr"], "lr must be >= 0")
+        require(group["eps"] >= 0, name, "epsilon", group["eps"], "eps must be >= 0")
+        betas = group["betas"]
+        require(len(betas) == 2, name, "betas", betas, "give two values (beta1, beta2)")
+        for i, beta in enumerate(betas):
+            require(0 <= beta < 1, name, f"beta at index {i}", beta, "betas must be in [0, 1)")
+        require(
+            group["weight_decay"] >= 0,
+            name,
+            "weight_decay",
+            group["weight_decay"],
+            "must be >= 0",
+        )
+
+    @no_grad()
+    def step(self, closure=None):
+        """One update of every parameter that has a gradient."""
+        loss = self._closure(closure)
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = self._grad(p)
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = self._full_like(p)
+                    state["exp_avg_sq"] = self._full_like(p)
+                if group["amsgrad"] and "max_exp_avg_sq" not in state:
+                    state["max_exp_avg_sq"] = self._full_like(p)
+                state["step"] += 1
+                adam_update(
+                    p.data,
+                    grad,
+                    state["exp_avg"],
+                    state["exp_avg_sq"],
+                    state.get("max_exp_avg_sq"),
+                    step=state["step"],
+                    lr=group["lr"],
+                    beta1=beta1,
+                    beta2=beta2,
+                    eps=group["eps"],
+                    weight_decay=group["weight_decay"],
+                    amsgrad=group["amsgrad"],
+                    maximize=group["maximize"],
+                    decoupled=self._decoupled,
+                    work=self._workspace(p),
+                )
+        return loss
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov and Hutter, 2019): ``torch.optim.AdamW``.
+
+    The parameter shrinks by ``lr * weight_decay`` each step instead of the decay entering the
+    gradient moments. Same arguments as ``Adam``; ``weight_decay`` defaults to 0.01.
+    """
+
+    _decoupled = True
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+    ):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize)
