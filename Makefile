@@ -1,5 +1,7 @@
 # The README's two commands: `make train` (the main job) and `make test` (the whole suite).
 PYTHON ?= python3
+MODEL ?= cnn
+EPOCHS ?= 3
 export HYPOTHESIS_PROFILE ?= ci
 
 .PHONY: install train test
@@ -10,8 +12,8 @@ install:
 	$(PYTHON) -m pip install -q "torch==2.13.0" || echo "PyTorch not installed: comparisons with PyTorch will be skipped"
 
 train:
-	$(PYTHON) -m pip install -q -e .
-	$(PYTHON) examples/demo_autograd.py
+	$(PYTHON) -m pip install -q -e ".[data,plot,progress]"
+	$(PYTHON) -m tinydl train --model $(MODEL) --epochs $(EPOCHS)
 
 test: install
 	# pytest exits 5 when it collects no test (e.g. a -k filter that matches nothing): say so

@@ -57,6 +57,7 @@ class TrainConfig:
     limit: int | None = None  # use only this many training images (quick runs, tests)
     resume: bool = False
     prefetch: int = 1
+    plots: bool = True
     model_kwargs: dict = field(default_factory=dict)
 
 
@@ -260,12 +261,12 @@ def run_training(cfg: TrainConfig, log=print) -> dict:
 
     model.load_state_dict(load_checkpoint(out / "best.safetensors")["model_state"])
     test = evaluate(model, test_loader)
-    result = _report(test, history, source, out)
+    result = _report(test, history, source, out, cfg.plots)
     log(f"test accuracy ({source}, {len(test['target'])} images): {test['accuracy']:.4f}")
     return result
 
 
-def _report(test: dict, history: list, source: str, out: Path) -> dict:
+def _report(test: dict, history: list, source: str, out: Path, plots: bool) -> dict:
     result = {
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],
@@ -281,7 +282,7 @@ def _report(test: dict, history: list, source: str, out: Path) -> dict:
     os.replace(tmp, out / "metrics.json")
     from .plots import HAVE_MATPLOTLIB, plot_confusion, plot_history
 
-    if HAVE_MATPLOTLIB:
+    if plots and HAVE_MATPLOTLIB:
         plot_history(history, out / "curves.png")
         plot_confusion(np.array(result["confusion_matrix"]), out / "confusion.png")
     return result
