@@ -14,6 +14,7 @@ from . import (  # noqa: E402,F401  (they build on the above)
     layers,
     metrics,
     optim,
+    testing,
 )
 from .autograd import (  # noqa: F401
     Context,
