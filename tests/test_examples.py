@@ -123,3 +123,10 @@ def test_explicit_backprop_check_fails_on_a_wrong_backward(monkeypatch):
     monkeypatch.setattr(ex, "backward", no_relu_mask)
     with pytest.raises(AssertionError, match=r"2 of 4 gradients differ[\s\S]*W1: [\s\S]*b1: "):
         ex.check_with_autograd(p, x, y)
+
+
+def test_autograd_demo_learns_the_spirals(tmp_path):
+    r = run_example("demo_autograd.py", "--epochs", "300", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    final = float(r.stdout.strip().splitlines()[-1].split()[-1])
+    assert final > 0.9, r.stdout
