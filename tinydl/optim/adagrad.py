@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autograd import no_grad
-from .optimizer import Optimizer, require
+from .optimizer import Optimizer
 
 __all__ = ["Adagrad", "adagrad_update"]
 
@@ -90,44 +89,25 @@ class Adagrad(Optimizer):
         super().__init__(params, defaults)
 
     def _check(self, group: dict) -> None:
-        name = type(self).__name__
-        require(group["lr"] >= 0, name, "learning rate", group["lr"], "lr must be >= 0")
-        require(group["lr_decay"] >= 0, name, "lr_decay", group["lr_decay"], "must be >= 0")
-        require(group["eps"] >= 0, name, "epsilon", group["eps"], "eps must be >= 0")
-        require(
-            group["weight_decay"] >= 0,
-            name,
-            "weight_decay",
-            group["weight_decay"],
-            "must be >= 0",
+        self._require_nonnegative(
+            group, "lr", "lr_decay", "eps", "weight_decay", "initial_accumulator_value"
         )
-        init = group["initial_accumulator_value"]
-        require(init >= 0, name, "initial_accumulator_value", init, "must be >= 0")
 
-    @no_grad()
-    def step(self, closure=None):
-        """One update of every parameter that has a gradient."""
-        loss = self._closure(closure)
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = self._grad(p)
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["sum"] = self._full_like(p, group["initial_accumulator_value"])
-                state["step"] += 1
-                adagrad_update(
-                    p.data,
-                    grad,
-                    state["sum"],
-                    step=state["step"],
-                    lr=group["lr"],
-                    lr_decay=group["lr_decay"],
-                    weight_decay=group["weight_decay"],
-                    eps=group["eps"],
-                    maximize=group["maximize"],
-                    work=self._workspace(p),
-                )
-        return loss
+    def _init_state(self, p, state: dict, group: dict) -> None:
+        if not state:
+            state["step"] = 0
+            state["sum"] = self._full_like(p, group["initial_accumulator_value"])
+
+    def _update(self, p, grad, state: dict, group: dict) -> None:
+        adagrad_update(
+            p.data,
+            grad,
+            state["sum"],
+            step=state["step"],
+            lr=group["lr"],
+            lr_decay=group["lr_decay"],
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=group["maximize"],
+            work=self._workspace(p),
+        )

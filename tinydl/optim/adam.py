@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autograd import no_grad
 from .optimizer import Optimizer, require
 
 __all__ = ["Adam", "AdamW", "adam_update", "lerp_"]
@@ -133,56 +132,40 @@ class Adam(Optimizer):
 
     def _check(self, group: dict) -> None:
         name = type(self).__name__
-        require(group["lr"] >= 0, name, "learning rate", group["lr"], "lr must be >= 0")
-        require(group["eps"] >= 0, name, "epsilon", group["eps"], "eps must be >= 0")
+        self._require_nonnegative(group, "lr", "eps")
         betas = group["betas"]
         require(len(betas) == 2, name, "betas", betas, "give two values (beta1, beta2)")
         for i, beta in enumerate(betas):
             require(0 <= beta < 1, name, f"beta at index {i}", beta, "betas must be in [0, 1)")
-        require(
-            group["weight_decay"] >= 0,
-            name,
-            "weight_decay",
-            group["weight_decay"],
-            "must be >= 0",
-        )
+        self._require_nonnegative(group, "weight_decay")
 
-    @no_grad()
-    def step(self, closure=None):
-        """One update of every parameter that has a gradient."""
-        loss = self._closure(closure)
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = self._grad(p)
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = self._full_like(p)
-                    state["exp_avg_sq"] = self._full_like(p)
-                if group["amsgrad"] and "max_exp_avg_sq" not in state:
-                    state["max_exp_avg_sq"] = self._full_like(p)
-                state["step"] += 1
-                adam_update(
-                    p.data,
-                    grad,
-                    state["exp_avg"],
-                    state["exp_avg_sq"],
-                    state.get("max_exp_avg_sq"),
-                    step=state["step"],
-                    lr=group["lr"],
-                    beta1=beta1,
-                    beta2=beta2,
-                    eps=group["eps"],
-                    weight_decay=group["weight_decay"],
-                    amsgrad=group["amsgrad"],
-                    maximize=group["maximize"],
-                    decoupled=self._decoupled,
-                    work=self._workspace(p),
-                )
-        return loss
+    def _init_state(self, p, state: dict, group: dict) -> None:
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = self._full_like(p)
+            state["exp_avg_sq"] = self._full_like(p)
+        if group["amsgrad"] and "max_exp_avg_sq" not in state:
+            state["max_exp_avg_sq"] = self._full_like(p)
+
+    def _update(self, p, grad, state: dict, group: dict) -> None:
+        beta1, beta2 = group["betas"]
+        adam_update(
+            p.data,
+            grad,
+            state["exp_avg"],
+            state["exp_avg_sq"],
+            state.get("max_exp_avg_sq"),
+            step=state["step"],
+            lr=group["lr"],
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            amsgrad=group["amsgrad"],
+            maximize=group["maximize"],
+            decoupled=self._decoupled,
+            work=self._workspace(p),
+        )
 
 
 class AdamW(Adam):

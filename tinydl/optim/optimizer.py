@@ -1,9 +1,10 @@
 """The ``Optimizer`` base: parameter groups, per-parameter state, ``zero_grad``, state dicts.
 
 Subclasses (``SGD``, ``Adam``, ...) hold only their defaults, a ``_check`` of the hyper-parameters
-of one group, and a ``step`` that calls a plain update function over arrays (``sgd_update``,
-``adam_update``, ...). Those functions change the parameter and state arrays in place, so a
-parameter's ``.data`` stays the same array for the whole of training.
+of one group, an ``_init_state`` that creates a parameter's state, and an ``_update`` that calls a
+plain update function over arrays (``sgd_update``, ``adam_update``, ...); the loop over groups and
+parameters is ``Optimizer.step``. The update functions change the parameter and state arrays in
+place, so a parameter's ``.data`` stays the same array for the whole of training.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..autograd import Tensor, enable_grad
+from ..autograd import Tensor, enable_grad, no_grad
 from ..backend import get_array_module
 from ..errors import ShapeError, TinydlError
 
@@ -28,6 +29,15 @@ def require(ok: bool, owner: str, what: str, value, rule: str) -> None:
     """Raise ``ValueError("SGD: invalid learning rate -0.1; lr must be >= 0")`` unless ``ok``."""
     if not ok:
         raise ValueError(f"{owner}: invalid {what} {value!r}; {rule}")
+
+
+# How ``Optimizer._require_nonnegative`` words its message "SGD: invalid <what> <value>; <rule>"
+# for a hyper-parameter, as ``(what, rule)``; any other key gives ``(key, "must be >= 0")``.
+_NONNEGATIVE_WORDING = {
+    "lr": ("learning rate", "lr must be >= 0"),
+    "eps": ("epsilon", "eps must be >= 0"),
+    "alpha": ("alpha", "alpha must be >= 0"),
+}
 
 
 def _to_numpy(value):
@@ -119,6 +129,12 @@ class Optimizer:
     def _check(self, group: dict) -> None:
         """Validate one group's hyper-parameters (subclasses raise ``ValueError``)."""
 
+    def _require_nonnegative(self, group: dict, *keys: str) -> None:
+        """``require(group[key] >= 0, ...)`` for each of ``keys``, in order."""
+        for key in keys:
+            what, rule = _NONNEGATIVE_WORDING.get(key, (key, "must be >= 0"))
+            require(group[key] >= 0, type(self).__name__, what, group[key], rule)
+
     # -- stepping ------------------------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget the gradients: set ``.grad`` to None, or (``set_to_none=False``) zero them."""
@@ -133,8 +149,31 @@ class Optimizer:
                         p.grad = p.grad.detach()
                     p.grad.data.fill(0)
 
+    @no_grad()
     def step(self, closure: Callable | None = None):
-        """Update every parameter that has a gradient; returns ``closure()`` if given."""
+        """Update every parameter that has a gradient; returns ``closure()`` if given.
+
+        For each such parameter: ``_init_state`` sets up its state, a ``"step"`` count in the
+        state (where the optimizer keeps one) goes up by one, then ``_update`` changes it.
+        """
+        loss = self._closure(closure)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = self._grad(p)
+                state = self.state[p]
+                self._init_state(p, state, group)
+                if "step" in state:
+                    state["step"] += 1
+                self._update(p, grad, state, group)
+        return loss
+
+    def _init_state(self, p: Tensor, state: dict, group: dict) -> None:
+        """Fill in ``state`` (empty on the first step) with what ``_update`` needs."""
+
+    def _update(self, p: Tensor, grad, state: dict, group: dict) -> None:
+        """Update ``p.data`` in place from the gradient array ``grad`` (subclasses)."""
         raise NotImplementedError
 
     @staticmethod

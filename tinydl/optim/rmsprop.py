@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autograd import no_grad
 from .adam import lerp_
-from .optimizer import Optimizer, require
+from .optimizer import Optimizer
 
 __all__ = ["RMSprop", "rmsprop_update"]
 
@@ -115,52 +114,32 @@ class RMSprop(Optimizer):
         super().__init__(params, defaults)
 
     def _check(self, group: dict) -> None:
-        name = type(self).__name__
-        require(group["lr"] >= 0, name, "learning rate", group["lr"], "lr must be >= 0")
-        require(group["eps"] >= 0, name, "epsilon", group["eps"], "eps must be >= 0")
-        require(group["alpha"] >= 0, name, "alpha", group["alpha"], "alpha must be >= 0")
-        require(group["momentum"] >= 0, name, "momentum", group["momentum"], "must be >= 0")
-        require(
-            group["weight_decay"] >= 0,
-            name,
-            "weight_decay",
-            group["weight_decay"],
-            "must be >= 0",
-        )
+        self._require_nonnegative(group, "lr", "eps", "alpha", "momentum", "weight_decay")
 
-    @no_grad()
-    def step(self, closure=None):
-        """One update of every parameter that has a gradient."""
-        loss = self._closure(closure)
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = self._grad(p)
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["square_avg"] = self._full_like(p)
-                # NOTE: created on first need, so that momentum or centering switched on later
-                # (OneCycleLR cycles the momentum) starts from zero instead of failing.
-                if group["momentum"] > 0 and "momentum_buffer" not in state:
-                    state["momentum_buffer"] = self._full_like(p)
-                if group["centered"] and "grad_avg" not in state:
-                    state["grad_avg"] = self._full_like(p)
-                state["step"] += 1
-                rmsprop_update(
-                    p.data,
-                    grad,
-                    state["square_avg"],
-                    state.get("grad_avg"),
-                    state.get("momentum_buffer"),
-                    lr=group["lr"],
-                    alpha=group["alpha"],
-                    eps=group["eps"],
-                    weight_decay=group["weight_decay"],
-                    momentum=group["momentum"],
-                    centered=group["centered"],
-                    maximize=group["maximize"],
-                    work=self._workspace(p),
-                )
-        return loss
+    def _init_state(self, p, state: dict, group: dict) -> None:
+        if not state:
+            state["step"] = 0
+            state["square_avg"] = self._full_like(p)
+        # NOTE: created on first need, so that momentum or centering switched on later
+        # (OneCycleLR cycles the momentum) starts from zero instead of failing.
+        if group["momentum"] > 0 and "momentum_buffer" not in state:
+            state["momentum_buffer"] = self._full_like(p)
+        if group["centered"] and "grad_avg" not in state:
+            state["grad_avg"] = self._full_like(p)
+
+    def _update(self, p, grad, state: dict, group: dict) -> None:
+        rmsprop_update(
+            p.data,
+            grad,
+            state["square_avg"],
+            state.get("grad_avg"),
+            state.get("momentum_buffer"),
+            lr=group["lr"],
+            alpha=group["alpha"],
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            momentum=group["momentum"],
+            centered=group["centered"],
+            maximize=group["maximize"],
+            work=self._workspace(p),
+        )

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autograd import no_grad
-from .optimizer import Optimizer, require
+from .optimizer import Optimizer
 
 __all__ = ["SGD", "sgd_update"]
 
@@ -118,44 +117,27 @@ class SGD(Optimizer):
         super().__init__(params, defaults)
 
     def _check(self, group: dict) -> None:
-        name = type(self).__name__
-        require(group["lr"] >= 0, name, "learning rate", group["lr"], "lr must be >= 0")
-        require(group["momentum"] >= 0, name, "momentum", group["momentum"], "must be >= 0")
-        require(
-            group["weight_decay"] >= 0,
-            name,
-            "weight_decay",
-            group["weight_decay"],
-            "must be >= 0",
-        )
+        self._require_nonnegative(group, "lr", "momentum", "weight_decay")
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError(
-                f"{name}: nesterov=True needs momentum > 0 and dampening == 0, got momentum="
+                f"{type(self).__name__}: nesterov=True needs momentum > 0 and dampening == 0, got momentum="
                 f"{group['momentum']!r} and dampening={group['dampening']!r}; set momentum "
                 "(e.g. 0.9) and dampening=0, or nesterov=False"
             )
 
-    @no_grad()
-    def step(self, closure=None):
-        """One update of every parameter that has a gradient."""
-        loss = self._closure(closure)
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                buf = sgd_update(
-                    p.data,
-                    self._grad(p),
-                    state.get("momentum_buffer"),
-                    lr=group["lr"],
-                    momentum=group["momentum"],
-                    dampening=group["dampening"],
-                    nesterov=group["nesterov"],
-                    weight_decay=group["weight_decay"],
-                    maximize=group["maximize"],
-                    work=self._workspace(p),
-                )
-                if buf is not None:
-                    state["momentum_buffer"] = buf
-        return loss
+    def _update(self, p, grad, state: dict, group: dict) -> None:
+        # NOTE: no state to set up: the momentum buffer is a copy of the first step's gradient.
+        buf = sgd_update(
+            p.data,
+            grad,
+            state.get("momentum_buffer"),
+            lr=group["lr"],
+            momentum=group["momentum"],
+            dampening=group["dampening"],
+            nesterov=group["nesterov"],
+            weight_decay=group["weight_decay"],
+            maximize=group["maximize"],
+            work=self._workspace(p),
+        )
+        if buf is not None:
+            state["momentum_buffer"] = buf
