@@ -15,7 +15,7 @@ def test_ruff_clean():
     ruff = shutil.which("ruff")
     if ruff is None:
         pytest.skip("ruff is not installed (it comes with the dev extra)")
-    result = subprocess.run([ruff, "check", "tinydl", "tests", "examples"], cwd=ROOT,
+    result = subprocess.run([ruff, "check", "tinydl", "tests", "examples", "benchmarks"], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
