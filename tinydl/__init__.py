@@ -9,12 +9,14 @@ tensor([2., 4.])
 
 from . import (  # noqa: E402,F401  (they build on the above)
     data,
+    debug,
     functional,  # noqa: F401
     io,
     layers,
     metrics,
     optim,
     testing,
+    viz,
 )
 from .autograd import (  # noqa: F401
     Context,
@@ -27,6 +29,7 @@ from .autograd import (  # noqa: F401
     set_grad_enabled,
 )
 from .backend import Device  # noqa: F401
+from .debug import NumericalStabilityWarning, RetainedGraphWarning  # noqa: F401
 from .dtypes import (  # noqa: F401
     bool_,
     float16,
@@ -39,6 +42,7 @@ from .dtypes import (  # noqa: F401
     uint8,
 )
 from .errors import (  # noqa: F401
+    AnomalyError,
     BackwardError,
     DeviceError,
     DTypeError,

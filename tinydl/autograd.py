@@ -15,6 +15,7 @@ import numpy as np
 
 from .backend import as_array as _as_array
 from .backend import get_array_module
+from .debug import _anomaly, backward_observer, check_forward, detect_anomaly, trace
 from .dtypes import is_floating
 from .errors import BackwardError, DeviceError, DTypeError, ShapeError
 from .grad_mode import _grad_enabled, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
@@ -31,6 +32,8 @@ __all__ = [
     "grad",
     "sum_to",
     "broadcast_to",
+    "trace",
+    "detect_anomaly",
 ]
 
 # ----------------------------------------------------------------------------- Function
@@ -190,6 +193,8 @@ class Function:
         multi = isinstance(raw, tuple)
         raw_outs = raw if multi else (raw,)
         outs = tuple(_as_array(o) for o in raw_outs)
+        if _anomaly.get():
+            check_forward(cls, args, outs)
         if any(needs) and _grad_enabled.get():
             ctx.fn = cls
             ctx.edges = tuple(a._edge() if n else None for a, n in zip(args, needs))
@@ -280,6 +285,7 @@ def _backward(roots, root_grads, *, retain_graph, create_graph, targets=None):
             slot = leaf_grads.setdefault(id(edge), [edge, None])
             slot[1] = g if slot[1] is None else slot[1] + g
 
+    observer = backward_observer()  # None unless td.autograd.trace() or detect_anomaly() is on
     with set_grad_enabled(create_graph):
         roots_nodes = []
         for t, g in zip(roots, root_grads):
@@ -304,7 +310,10 @@ def _backward(roots, root_grads, *, retain_graph, create_graph, targets=None):
                 if pos is not None:
                     found[pos] = g if found[pos] is None else found[pos] + g
             if any(g is not None for g in grads):
-                in_grads = _call_backward(node, grads)
+                if observer is None:
+                    in_grads = _call_backward(node, grads)
+                else:  # timed, recorded, checked; returns the gradients already fitted
+                    in_grads = observer.run(node, grads, _call_backward, _fit_grad)
                 if not retain_graph and node._saved:
                     node._saved = _FREED
                 for edge, meta, g in zip(node.edges, node.input_meta, in_grads):

@@ -7,6 +7,7 @@ __all__ = [
     "DeviceError",
     "GradcheckError",
     "BackwardError",
+    "AnomalyError",
 ]
 
 
@@ -32,3 +33,7 @@ class BackwardError(TinydlError, RuntimeError):
 
 class GradcheckError(TinydlError, AssertionError):
     """An analytic gradient that disagrees with central differences."""
+
+
+class AnomalyError(TinydlError, RuntimeError):
+    """NaN or Inf in an op's forward output or backward gradient, under ``detect_anomaly()``."""

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..autograd import Function, Tensor
 from ..backend import as_array, get_array_module
+from ..debug import check_log_input
 from ..errors import DTypeError, ShapeError
 from ._util import binary, lift, lift_pair
 
@@ -64,8 +65,11 @@ class Log(Function):
 
 
 def log(x: Tensor) -> Tensor:
-    """Natural logarithm."""
-    return Log.apply(_floating(x))
+    """Natural logarithm. Warns once when ``x`` comes from softmax or sigmoid (a fused op is
+    stable where this is not)."""
+    x = _floating(x)
+    check_log_input(x)
+    return Log.apply(x)
 
 
 class Log1p(Function):

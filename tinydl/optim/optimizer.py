@@ -16,6 +16,7 @@ import numpy as np
 
 from ..autograd import Tensor, enable_grad, no_grad
 from ..backend import get_array_module
+from ..debug import check_retained_graph
 from ..errors import ShapeError, TinydlError
 
 __all__ = ["Optimizer", "OptimizerStateError", "require"]
@@ -157,6 +158,7 @@ class Optimizer:
         state (where the optimizer keeps one) goes up by one, then ``_update`` changes it.
         """
         loss = self._closure(closure)
+        check_retained_graph(self)  # warns once if past steps' graphs are kept alive
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
