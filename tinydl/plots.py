@@ -31,6 +31,7 @@ def plot_history(history: list[dict], path) -> None:
         ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", label="train")
         ax.plot(epochs, [h[f"val_{key}"] for h in history], "o-", label="validation")
         ax.set_xlabel("epoch")
+        ax.set_xticks(epochs)  # whole epochs only
         ax.set_title(key)
         ax.legend()
     fig.tight_layout()
