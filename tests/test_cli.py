@@ -99,6 +99,9 @@ def test_ctrl_c_saves_and_resume_repeats_the_uninterrupted_run(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # NOTE: a shell's background job inherits SIGINT as ignored, and Python then never
+        # raises KeyboardInterrupt; a user's terminal has the default, so restore it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     for line in proc.stdout:
         if line.startswith("epoch 1:"):
