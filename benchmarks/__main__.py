@@ -8,6 +8,7 @@ import sys
 BENCHMARKS = {
     "epoch": "benchmarks.epoch",
     "data_pipeline": "benchmarks.data_pipeline",
+    "kernels": "benchmarks.kernels",
 }
 
 

@@ -127,17 +127,22 @@ def measure(framework: str, name: str, data: Path, steps: int, warmup: int, thre
         last_loss=state["losses"][-1],
         thread_limit=blas,
     )
+    if framework == "tinydl":
+        from tinydl.backend import active_kernels
+
+        result["kernels"] = active_kernels()
     return result
 
 
-def _run_worker(framework, name, data, args) -> dict:
+def _run_worker(framework, name, data, args, kernels=None) -> dict:
     cmd = [sys.executable, "-m", "benchmarks.epoch", "--worker", framework, "--data", str(data)]
     cmd += ["--models", name, "--steps", str(args.steps), "--warmup", str(args.warmup)]
     cmd += ["--threads", str(args.threads)]
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run(
-        cmd, cwd=root, env=common.thread_env(args.threads), capture_output=True, text=True
-    )
+    env = common.thread_env(args.threads)
+    if kernels:
+        env["TINYDL_KERNELS"] = kernels
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(
             f"benchmark worker {framework}/{name} failed (exit {proc.returncode}):\n{proc.stderr}"
@@ -163,11 +168,12 @@ def _row(name: str, ours: dict, ref: dict | None, batch: int) -> list:
 
     ratio = f"{ours['ms'] / ref['ms']:.2f}x" if ref else "-"
     a, b = cols(ours), cols(ref)
-    return [name, f"{ours['params']:,}", a[0], b[0], ratio, a[1], b[1], a[2], b[2], a[3], b[3]]
+    label = f"{name} ({ours['kernels']})"
+    return [label, f"{ours['params']:,}", a[0], b[0], ratio, a[1], b[1], a[2], b[2], a[3], b[3]]
 
 
 HEADERS = [
-    "model",
+    "model (tinydl kernels)",
     "params",
     "tinydl ms/step",
     "torch ms/step",
@@ -189,6 +195,11 @@ def main(argv=None) -> int:
         help="comma-separated subset of mlp,lenet,cnn,resnet (default: all)",
     )
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument(
+        "--kernels",
+        default="numba,numpy",
+        help="tinydl kernel variants, one row each (default numba,numpy)",
+    )
     common.add_common_args(parser, steps=20)
     parser.add_argument("--worker", choices=("tinydl", "torch"), help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -199,6 +210,9 @@ def main(argv=None) -> int:
         parser.error(f"--models: unknown {bad or models}; choose from {', '.join(MODEL_NAMES)}")
     if args.steps < 1 or args.warmup < 0 or args.threads < 1 or args.batch_size < 1:
         parser.error("--steps, --threads and --batch-size must be >= 1, --warmup >= 0")
+    variants = [v.strip() for v in args.kernels.split(",") if v.strip()]
+    if not variants or any(v not in ("numba", "numpy") for v in variants):
+        parser.error(f"--kernels: choose from numba,numpy, got {args.kernels!r}")
 
     if args.worker:
         result = measure(args.worker, models[0], args.data, args.steps, args.warmup, args.threads)
@@ -216,11 +230,16 @@ def main(argv=None) -> int:
         data = Path(tmp) / "batches.npz"
         np.savez(data, x=xs, y=ys)
         for name in models:
-            ours = _run_worker("tinydl", name, data, args)
             ref = _run_worker("torch", name, data, args) if have_torch else None
-            results += [ours] + ([ref] if ref else [])
-            rows.append(_row(name, ours, ref, args.batch_size))
-            print(f"  {name}: tinydl {_ms(ours)} ms" + (f", torch {_ms(ref)} ms" if ref else ""))
+            for kernels in variants:
+                ours = _run_worker("tinydl", name, data, args, kernels)
+                results += [ours]
+                rows.append(_row(name, ours, ref, args.batch_size))
+                print(
+                    f"  {name} ({kernels}): tinydl {_ms(ours)} ms"
+                    + (f", torch {_ms(ref)} ms" if ref else ""),
+                    flush=True,
+                )
     table = common.format_table(HEADERS, rows)
     print("\n" + table)
     notes = [

@@ -10,8 +10,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 __all__ = ["main"]
 
 
@@ -51,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true")
 
     sub.add_parser("info", help="versions and what tinydl will use")
+
+    b = sub.add_parser("bench", help="run a benchmark (python -m benchmarks; from a clone)")
+    b.add_argument("bench_args", nargs=argparse.REMAINDER, help="benchmark name and options")
     return p
 
 
@@ -146,22 +147,32 @@ def _predict(args) -> int:
 
 
 def _info(args) -> int:
-    import os
-    import platform
+    from .sysinfo import format_info
 
-    import tinydl
-
-    print(
-        f"tinydl {tinydl.__version__}, Python {platform.python_version()}, NumPy {np.__version__}"
-    )
-    print("kernels: numpy (reference)")
-    print(f"TINYDL_DATA: {os.environ.get('TINYDL_DATA', '(not set)')}")
+    print(format_info())
     return 0
+
+
+def _bench(args) -> int:
+    try:
+        from benchmarks.__main__ import main as bench_main
+    except ImportError:
+        raise ImportError(
+            "the benchmarks live in the repository, not in the installed package: run this "
+            "from the root of a tinydl clone (where the benchmarks/ folder is)"
+        ) from None
+    return bench_main(args.bench_args)
 
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    command = {"train": _train, "evaluate": _evaluate, "predict": _predict, "info": _info}
+    command = {
+        "train": _train,
+        "evaluate": _evaluate,
+        "predict": _predict,
+        "info": _info,
+        "bench": _bench,
+    }
     from .errors import TinydlError
 
     try:

@@ -200,7 +200,7 @@ def test_maxpool_integer_input():
 def test_registry_holds_the_reference_kernels():
     assert set(kernels.KERNELS["numpy"]) == set(kernels.OPS)
     for op in kernels.OPS:
-        assert kernels.get_kernel(op) is getattr(K, op) is getattr(kernels, op)
+        assert kernels.get_kernel(op, "numpy") is getattr(K, op) is getattr(kernels, op)
     with pytest.raises(ValueError, match="unknown kernel variant 'fpga'"):
         kernels.get_kernel("im2col", "fpga")
     with pytest.raises(ValueError, match="unknown op 'conv'"):
@@ -216,3 +216,32 @@ def test_register_kernels_needs_every_op():
         assert kernels.get_kernel("col2im", "copy") is K.col2im
     finally:
         kernels.KERNELS.pop("copy", None)
+
+
+# ----------------------------------------------------------------------------- batch norm
+
+
+def test_batchnorm_reference_against_float64_formulas():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((5, 3, 4, 2)) * 3 + 10
+    w, b, g = rng.standard_normal(3), rng.standard_normal(3), rng.standard_normal(x.shape)
+    y, xhat, mean, var = K.batchnorm_forward(x, w, b, 1e-5)
+    axes = (0, 2, 3)
+    np.testing.assert_allclose(mean, x.mean(axes), rtol=1e-12)
+    np.testing.assert_allclose(var, x.var(axes), rtol=1e-12)
+    expect_hat = (x - x.mean(axes, keepdims=True)) / np.sqrt(x.var(axes, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(xhat, expect_hat, rtol=1e-10)
+    np.testing.assert_allclose(y, expect_hat * w.reshape(3, 1, 1) + b.reshape(3, 1, 1), rtol=1e-10)
+    # backward against central differences of sum(g * y)
+    dx, dw, db = K.batchnorm_backward(g, xhat, w, 1 / np.sqrt(var + 1e-5))
+    np.testing.assert_allclose(db, g.sum(axes), rtol=1e-12)
+    np.testing.assert_allclose(dw, (g * xhat).sum(axes), rtol=1e-12)
+    eps, idx = 1e-6, (2, 1, 3, 0)
+    xp, xm = x.copy(), x.copy()
+    xp[idx] += eps
+    xm[idx] -= eps
+    numeric = (
+        np.sum(g * K.batchnorm_forward(xp, w, b, 1e-5)[0])
+        - np.sum(g * K.batchnorm_forward(xm, w, b, 1e-5)[0])
+    ) / (2 * eps)
+    np.testing.assert_allclose(dx[idx], numeric, rtol=1e-6)

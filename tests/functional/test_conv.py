@@ -7,6 +7,7 @@ from op_check import check_op, torch
 import tinydl as td
 import tinydl.functional as F
 from tinydl.autograd import record_ops
+from tinydl.backend import kernels
 from tinydl.testing import conv_params, tensors
 
 TF = torch.nn.functional if torch is not None else None
@@ -81,13 +82,55 @@ def test_conv2d_backward_is_differentiable_in_the_upstream_gradient(p, data):
     td.gradcheck(gradients, [g, x, w])
 
 
-def test_conv2d_is_one_gemm_over_the_batch():
+def _count_im2col(monkeypatch):
+    """Wrap the active im2col kernel; returns the list of batch sizes it was called with."""
+    calls, table = [], kernels.KERNELS[kernels.active_kernels()]
+    inner = table["im2col"]
+    monkeypatch.setitem(table, "im2col", lambda x, *a: calls.append(x.shape[0]) or inner(x, *a))
+    return calls
+
+
+def test_conv2d_is_one_im2col_and_one_gemm_over_the_batch(monkeypatch):
     x = td.randn(8, 4, 6, 6, requires_grad=True)
     for groups, wshape in ((1, (6, 4, 3, 3)), (2, (6, 2, 3, 3))):
-        with record_ops() as calls:
-            F.conv2d(x, td.randn(*wshape), groups=groups, padding=1)
-        names = [c[0].__name__ for c in calls]
-        assert names.count("MatMul") == 1 and names.count("Im2col") == 1, names
+        calls = _count_im2col(monkeypatch)
+        with record_ops() as ops:
+            y = F.conv2d(x, td.randn(*wshape, requires_grad=True), groups=groups, padding=1)
+        assert [c[0].__name__ for c in ops] == ["Conv2d"] and calls == [8]
+        y.sum().backward()  # reuses the columns: no second im2col
+        assert calls == [8]
+
+
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_conv2d_over_the_im2col_budget_runs_in_chunks(monkeypatch, create_graph):
+    x = td.randn(7, 3, 6, 5, dtype=td.float64, requires_grad=True)
+    w = td.randn(4, 3, 3, 3, dtype=td.float64, requires_grad=True)
+    b = td.randn(4, dtype=td.float64, requires_grad=True)
+    g = td.randn(7, 4, 6, 5, dtype=td.float64)
+
+    def run():
+        y = F.conv2d(x, w, b, padding=1)
+        return [y.data, *(t.data for t in td.grad(y, [x, w, b], g, create_graph=create_graph))]
+
+    expected = run()
+    per_image = 3 * 9 * 6 * 5 * 8
+    old = kernels.set_im2col_budget(2 * per_image + 1)
+    try:
+        assert kernels.get_im2col_budget() == 2 * per_image + 1
+        calls = _count_im2col(monkeypatch)
+        got = run()
+    finally:
+        kernels.set_im2col_budget(old)
+    # forward in chunks of 2, 2, 2, 1; backward recomputes them (or, building a graph, one piece)
+    assert calls == [2, 2, 2, 1] + ([7] if create_graph else [2, 2, 2, 1])
+    for a, e in zip(got, expected):
+        np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-12)
+
+
+def test_im2col_budget_is_validated():
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="set_im2col_budget"):
+            kernels.set_im2col_budget(bad)
 
 
 def test_im2col_and_col2im_functions():

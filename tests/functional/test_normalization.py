@@ -209,3 +209,17 @@ def test_layer_norm_int_shape_float32_and_errors():
         F.layer_norm(x, (4,))
     with pytest.raises(td.ShapeError, match=r"layer_norm: weight must have shape \(5,\)"):
         F.layer_norm(x, 5, td.ones(4))
+
+
+def test_fused_batch_norm_backward_equals_its_double_backward_path():
+    """The kernel backward (plain) and the composed one (create_graph) agree."""
+    x = td.randn(6, 3, 4, 4, dtype=td.float64, requires_grad=True)
+    w = td.randn(3, dtype=td.float64, requires_grad=True)
+    b = td.randn(3, dtype=td.float64, requires_grad=True)
+    g = td.randn(6, 3, 4, 4, dtype=td.float64)
+    plain = td.grad(F.batch_norm(x, None, None, w, b, training=True), [x, w, b], g)
+    built = td.grad(F.batch_norm(x, None, None, w, b, training=True), [x, w, b], g,
+                    create_graph=True)
+    assert built[0].requires_grad and built[1].requires_grad  # d(bias) = sum(g): a constant
+    for p, q in zip(plain, built):
+        np.testing.assert_allclose(p.data, q.data, rtol=1e-10, atol=1e-12)

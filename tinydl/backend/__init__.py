@@ -94,3 +94,14 @@ def as_array(x):
     if isinstance(x, np.generic) or not hasattr(x, "__array_namespace__"):
         return np.asarray(x)
     return x
+
+
+# the kernel switch, re-exported as td.backend.use_kernels(...) (kernels needs the names above)
+from .kernels import (  # noqa: E402
+    active_kernels,
+    get_im2col_budget,
+    set_im2col_budget,
+    use_kernels,
+)
+
+__all__ += ["use_kernels", "active_kernels", "set_im2col_budget", "get_im2col_budget"]

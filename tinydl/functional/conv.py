@@ -12,10 +12,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Function, Tensor
-from ..backend.kernels import conv_output_size, get_kernel
+from ..backend import get_array_module
+from ..backend.kernels import conv_output_size, get_kernel, im2col_chunk
 from ..errors import DTypeError, ShapeError
+from ..grad_mode import is_grad_enabled
 from ._util import lift
 from .arithmetic import matmul
+from .shape import cat
 
 __all__ = ["conv2d", "im2col", "col2im"]
 
@@ -64,7 +67,7 @@ class Im2col(Function):
     @staticmethod
     def forward(ctx, x, kernel, stride, padding, dilation):
         ctx.x_shape, ctx.args = x.shape, (kernel, stride, padding, dilation)
-        return get_kernel("im2col")(x, *kernel, stride, padding, dilation)
+        return get_kernel("im2col", like=x)(x, *kernel, stride, padding, dilation)
 
     @staticmethod
     def backward(ctx, grad):
@@ -91,7 +94,7 @@ class Col2im(Function):
     @staticmethod
     def forward(ctx, cols, x_shape, kernel, stride, padding, dilation):
         ctx.args = (kernel, stride, padding, dilation)
-        return get_kernel("col2im")(cols, x_shape, *kernel, stride, padding, dilation)
+        return get_kernel("col2im", like=cols)(cols, x_shape, *kernel, stride, padding, dilation)
 
     @staticmethod
     def backward(ctx, grad):
@@ -166,14 +169,95 @@ def conv2d(x: Tensor, weight: Tensor, bias=None, stride=1, padding=0, dilation=1
     _, stride, padding, dilation = _window_args("conv2d", 1, stride, padding, dilation)
     oh, ow = _output_hw("conv2d", x.shape, (kh, kw), stride, padding, dilation)
 
-    cols = Im2col.apply(x, (kh, kw), stride, padding, dilation)  # (C_in*KH*KW, N*OH*OW)
+    del oh, ow  # checked above; the Function recomputes them
+    return Conv2d.apply(x, weight, bias, stride, padding, dilation, groups)
+
+
+def _gemm(w2, cols, groups):
+    """``(C_out, K) @ (K, M)``; with groups, one batched GEMM over the groups' row blocks."""
     if groups == 1:
-        out = matmul(weight.reshape(cout, -1), cols)  # one GEMM for the whole batch
-    else:
-        # the rows of group g are one contiguous block of cols: a batched GEMM over groups
-        w = weight.reshape(groups, cout // groups, -1)
-        out = matmul(w, cols.reshape(groups, -1, cols.shape[1]))
-    out = out.reshape(cout, -1)
-    if bias is not None:
-        out = out + bias.reshape(cout, 1)
-    return out.reshape(cout, x.shape[0], oh, ow).permute(1, 0, 2, 3)
+        return w2 @ cols
+    xp = get_array_module(cols)
+    out = xp.matmul(w2.reshape(groups, -1, w2.shape[1]), cols.reshape(groups, -1, cols.shape[1]))
+    return out.reshape(-1, cols.shape[1])
+
+
+class Conv2d(Function):
+    """im2col, one GEMM over the batch, and the result laid out as NCHW with the bias added in
+    the same pass. The columns are kept for the weight gradient when they fit the im2col budget
+    (``tinydl.backend.set_im2col_budget``); otherwise the batch runs in chunks that do, and
+    backward recomputes them chunk by chunk."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, dilation, groups):
+        xp = get_array_module(x)
+        n = x.shape[0]
+        cout, _, kh, kw = weight.shape
+        args = ((kh, kw), stride, padding, dilation)
+        ctx.args, ctx.groups, ctx.x_shape = args, groups, x.shape
+        w2 = weight.reshape(cout, -1)
+        im2col_ = get_kernel("im2col", like=x)
+        chunk = im2col_chunk(x.shape, kh, kw, x.dtype.itemsize, *args[1:])
+        out = None
+        for s in range(0, n, chunk):
+            cols = im2col_(x[s : s + chunk], kh, kw, stride, padding, dilation)
+            y = _gemm(w2, cols, groups)  # (C_out, n_chunk * OH*OW)
+            if out is None:
+                oh_ow = y.shape[1] // min(chunk, n)
+                out = xp.empty((n, cout, oh_ow), dtype=y.dtype)
+            # (C_out, n, P) -> (n, C_out, P) in the pass that adds the bias
+            y = y.reshape(cout, -1, oh_ow).transpose(1, 0, 2)
+            if bias is None:
+                out[s : s + chunk] = y
+            else:
+                xp.add(y, bias.reshape(cout, 1), out=out[s : s + chunk])
+        ctx.chunk = chunk
+        ctx.save_for_backward(x, weight, cols if chunk >= n else None)
+        oh, ow = _output_hw("conv2d", x.shape, (kh, kw), stride, padding, dilation)
+        return out.reshape(n, cout, oh, ow)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, cols = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        n, cout = x.shape[0], weight.shape[0]
+        w2 = weight.reshape(cout, -1)
+        gx = gw = None
+        if need_w or need_x:
+            chunk = ctx.chunk if not is_grad_enabled() else n  # create_graph: one piece
+            gx_parts = []
+            for s in range(0, n, chunk):
+                xs, gs = (x, grad) if chunk >= n else (x[s : s + chunk], grad[s : s + chunk])
+                g2 = gs.permute(1, 0, 2, 3).reshape(cout, -1)  # (C_out, n*OH*OW)
+                if need_w:
+                    c = cols if cols is not None and not is_grad_enabled() else None
+                    c = Im2col.apply(xs, *ctx.args) if c is None else c
+                    part = _grad_weight(g2, c, ctx.groups)
+                    gw = part if gw is None else gw + part
+                if need_x:
+                    dcols = _grad_cols(w2, g2, ctx.groups)
+                    gx_parts.append(Col2im.apply(dcols, xs.shape, *ctx.args))
+            gx = (gx_parts[0] if len(gx_parts) == 1 else _cat0(gx_parts)) if need_x else None
+            gw = gw.reshape(weight.shape) if need_w else None
+        gb = grad.sum((0, 2, 3)) if need_b else None
+        return gx, gw, gb, None, None, None, None
+
+
+def _grad_weight(g2, cols, groups):
+    """``dW = g2 @ cols^T``, per group."""
+    if groups == 1:
+        return matmul(g2, cols.mT)
+    gg = g2.reshape(groups, -1, g2.shape[1])
+    return matmul(gg, cols.reshape(groups, -1, cols.shape[1]).mT).reshape(g2.shape[0], -1)
+
+
+def _grad_cols(w2, g2, groups):
+    """``dcols = W^T @ g2``, per group."""
+    if groups == 1:
+        return matmul(w2.mT, g2)
+    wg = w2.reshape(groups, -1, w2.shape[1])
+    return matmul(wg.mT, g2.reshape(groups, -1, g2.shape[1])).reshape(-1, g2.shape[1])
+
+
+def _cat0(parts):
+    return cat(parts, 0)

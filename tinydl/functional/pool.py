@@ -46,7 +46,7 @@ def _unbatched(fn, x, *args):
 class MaxPool2d(Function):
     @staticmethod
     def forward(ctx, x, kernel, stride, padding):
-        out, argmax = get_kernel("maxpool2d_forward")(x, kernel, stride, padding)
+        out, argmax = get_kernel("maxpool2d_forward", like=x)(x, kernel, stride, padding)
         ctx.save_for_backward(argmax)
         ctx.x_shape, ctx.args = x.shape, (kernel, stride, padding)
         return out
@@ -65,7 +65,9 @@ class MaxPool2dBackward(Function):
     def forward(ctx, grad, argmax, x_shape, kernel, stride, padding):
         ctx.save_for_backward(argmax)
         ctx.x_shape, ctx.args = x_shape, (kernel, stride, padding)
-        return get_kernel("maxpool2d_backward")(grad, argmax, x_shape, kernel, stride, padding)
+        return get_kernel("maxpool2d_backward", like=grad)(
+            grad, argmax, x_shape, kernel, stride, padding
+        )
 
     @staticmethod
     def backward(ctx, gg):

@@ -35,6 +35,8 @@ __all__ = [
     "col2im",
     "maxpool2d_forward",
     "maxpool2d_backward",
+    "batchnorm_forward",
+    "batchnorm_backward",
 ]
 
 
@@ -158,3 +160,43 @@ def maxpool2d_backward(grad, argmax, x_shape, kernel, stride, padding=0):
             hit = xp.where(argmax == i * kw + j, grad, 0)
             dx[(..., *_offset_slices(i, j, oh, ow, stride, (1, 1)))] += hit
     return xp.ascontiguousarray(dx[:, :, ph : ph + h, pw : pw + w])
+
+
+def _channel_view(x):
+    """``(N, C, *)`` as ``(N, C, S)`` and the axes (0, 2) that a per-channel statistic reduces."""
+    return x.reshape(x.shape[0], x.shape[1], -1)
+
+
+def batchnorm_forward(x, weight, bias, eps):
+    """Training-mode batch normalization of ``x`` ``(N, C, *)`` per channel ``C``.
+
+    Returns ``(y, xhat, mean, var)``: ``xhat = (x - mean) / sqrt(var + eps)`` with the batch
+    statistics (biased variance, two passes), ``y = xhat * weight + bias`` (``weight``/``bias``
+    ``(C,)`` or ``None``); ``mean`` and ``var`` have shape ``(C,)``."""
+    x3 = _channel_view(x)
+    mean = x3.mean(axis=(0, 2), keepdims=True)
+    xhat = x3 - mean
+    var = (xhat * xhat).mean(axis=(0, 2), keepdims=True)
+    xhat *= 1 / get_array_module(x).sqrt(var + eps)
+    y = xhat if weight is None else xhat * weight.reshape(1, -1, 1)
+    if bias is not None:
+        y = y + bias.reshape(1, -1, 1)
+    if y is xhat:
+        y = xhat.copy()
+    return y.reshape(x.shape), xhat.reshape(x.shape), mean.reshape(-1), var.reshape(-1)
+
+
+def batchnorm_backward(grad, xhat, weight, inv_std):
+    """Gradients of ``batchnorm_forward`` from the upstream ``grad`` and the saved ``xhat``:
+    ``(dx, dweight, dbias)``, the last two ``(C,)``; ``inv_std = 1 / sqrt(var + eps)`` ``(C,)``.
+
+    ``dx = weight * inv_std * (grad - mean(grad) - xhat * mean(grad * xhat))`` per channel."""
+    g3, h3 = _channel_view(grad), _channel_view(xhat)
+    m = g3.shape[0] * g3.shape[2]
+    dbias = g3.sum(axis=(0, 2))
+    dweight = (g3 * h3).sum(axis=(0, 2))
+    scale = inv_std if weight is None else weight * inv_std
+    dx = g3 - (dbias / m).reshape(1, -1, 1)
+    dx -= h3 * (dweight / m).reshape(1, -1, 1)
+    dx *= scale.reshape(1, -1, 1)
+    return dx.reshape(grad.shape), dweight.astype(grad.dtype), dbias.astype(grad.dtype)

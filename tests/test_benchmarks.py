@@ -1,0 +1,94 @@
+"""The benchmarks run end to end (one timed call each) and print their tables; `tinydl info` and
+`tinydl bench` work. Speed itself is never asserted here: see benchmarks/RESULTS.md."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tinydl as td
+from benchmarks import kernels as kernel_bench
+from benchmarks.__main__ import main as bench_main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_kernels_benchmark_prints_every_case(capsys):
+    assert kernel_bench.main(["--steps", "1", "--warmup", "0", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "GEMM ceiling" in out
+    for label in ("(a)", "(b)", "(c)", "(d)", "max_pool2d 2x2", "linear"):
+        assert f"| {label}" in out or f"{label} " in out, label
+    # each row printed as measured, then in the table
+    assert (
+        out.count("| fwd+bwd ") == 2 * 6 and "tinydl numpy ms" in out and "tinydl numba ms" in out
+    )
+
+
+def test_epoch_benchmark_runs_one_model_per_kernel_variant(capsys):
+    assert (
+        bench_main(
+            [
+                "epoch",
+                "--models",
+                "mlp",
+                "--steps",
+                "1",
+                "--warmup",
+                "0",
+                "--threads",
+                "1",
+                "--kernels",
+                "numba,numpy",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "| mlp (numba)" in out and "| mlp (numpy)" in out
+
+
+def test_benchmark_arguments_are_checked(capsys):
+    with pytest.raises(SystemExit):
+        kernel_bench.main(["--kernels", "fpga"])
+    assert "--kernels" in capsys.readouterr().err
+
+
+def test_info_names_the_kernels_and_the_blas():
+    d = td.info()
+    assert d["kernels"].startswith(td.backend.active_kernels())
+    assert d["blas"] and d["numpy"]
+    run = subprocess.run(
+        [sys.executable, "-m", "tinydl", "info"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TINYDL_KERNELS": "numpy"},
+    )
+    assert run.returncode == 0, run.stderr
+    assert "kernels:" in run.stdout and "numpy (TINYDL_KERNELS" in run.stdout
+    assert "blas:" in run.stdout
+
+
+def test_tinydl_bench_from_a_clone_and_from_elsewhere(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "tinydl", "bench", "kernels", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0 and "--kernels" in run.stdout
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run = subprocess.run(
+        [sys.executable, "-m", "tinydl", "bench", "kernels"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert run.returncode == 1 and "root of a tinydl clone" in run.stderr
+    assert "Traceback" not in run.stderr

@@ -1,0 +1,248 @@
+"""Numba kernels: the ``numpy_ref`` signatures, compiled loops instead of strided copies.
+
+Same layouts and results as ``numpy_ref`` (the tests compare them on hypothesis-generated
+shapes, strides, paddings and dilations). Each public function checks the geometry with the
+reference's ``_geometry``, makes its input C-contiguous and hands flat arrays and plain ints to
+a compiled loop.
+
+Why serial (no ``parallel=True``): on a 2-core machine Numba's worker threads and OpenBLAS's
+(which spin for a while after every matrix product) fought for the cores; with parallel
+kernels the GEMMs of a conv layer ran 2-3x slower. Serial kernels run on the calling thread
+beside BLAS's pool and never compete with it; these loops are memory-bound, so a second thread
+bought them only ~20% (measured in ``benchmarks/kernels.py``'s notes).
+
+Why flat ``uint64`` indices: a signed index makes Numba test for negative wrap-around on every
+access, which blocks vectorisation; the flat loops ran 2x faster than 4-D indexing.
+``fastmath`` is off: it would let the compiler drop the NaN checks of max pooling.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, uint64
+
+from .numpy_ref import _geometry, _pair
+
+__all__ = [
+    "im2col",
+    "col2im",
+    "maxpool2d_forward",
+    "maxpool2d_backward",
+    "batchnorm_forward",
+    "batchnorm_backward",
+]
+
+
+@njit(cache=True, nogil=True)
+def _im2col(xf, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cf):
+    m = n * oh * ow
+    for row in range(c * kh * kw):
+        ci, i, j = row // (kh * kw), row // kw % kh, row % kw
+        w0 = j * dw - pw  # input column of output column 0 at kernel column j
+        lo = min(max(0, (-w0 + sw - 1) // sw), ow)  # output columns [lo, hi) read inside [0, w)
+        hi = max(min(ow, (w - 1 - w0) // sw + 1), lo)
+        for b in range(n):
+            for y in range(oh):
+                dst = uint64(row * m + (b * oh + y) * ow)
+                ih = y * sh + i * dh - ph
+                if ih < 0 or ih >= h:
+                    for xo in range(ow):
+                        cf[dst + uint64(xo)] = 0
+                    continue
+                src = uint64(((b * c + ci) * h + ih) * w + w0 + lo * sw)  # input of column lo
+                for xo in range(lo):
+                    cf[dst + uint64(xo)] = 0
+                for t in range(hi - lo):
+                    cf[dst + uint64(lo + t)] = xf[src + uint64(t * sw)]
+                for xo in range(hi, ow):
+                    cf[dst + uint64(xo)] = 0
+
+
+def im2col(x, kh: int, kw: int, stride=1, padding=0, dilation=1):
+    """``x`` ``(N, C, H, W)`` -> ``cols`` ``(C*KH*KW, N*OH*OW)``; see ``numpy_ref.im2col``."""
+    n, c, h, w = x.shape
+    oh, ow, (sh, sw), (ph, pw), (dh, dw) = _geometry(x.shape, kh, kw, stride, padding, dilation)
+    cols = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
+    xf = np.ascontiguousarray(x).reshape(-1)
+    _im2col(xf, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols.reshape(-1))
+    return cols
+
+
+@njit(cache=True, nogil=True)
+def _col2im(cf, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, xf):
+    m = n * oh * ow
+    for row in range(c * kh * kw):
+        ci, i, j = row // (kh * kw), row // kw % kh, row % kw
+        w0 = j * dw - pw
+        lo = min(max(0, (-w0 + sw - 1) // sw), ow)
+        hi = max(min(ow, (w - 1 - w0) // sw + 1), lo)
+        for b in range(n):
+            for y in range(oh):
+                ih = y * sh + i * dh - ph
+                if ih < 0 or ih >= h:
+                    continue
+                src = uint64(row * m + (b * oh + y) * ow + lo)
+                dst = uint64(((b * c + ci) * h + ih) * w + w0 + lo * sw)
+                for t in range(hi - lo):
+                    xf[dst + uint64(t * sw)] += cf[src + uint64(t)]
+
+
+def col2im(cols, x_shape, kh: int, kw: int, stride=1, padding=0, dilation=1):
+    """The adjoint of ``im2col``; see ``numpy_ref.col2im``."""
+    n, c, h, w = x_shape
+    oh, ow, (sh, sw), (ph, pw), (dh, dw) = _geometry(x_shape, kh, kw, stride, padding, dilation)
+    out = np.zeros((n, c, h, w), dtype=cols.dtype)
+    cf = np.ascontiguousarray(cols).reshape(-1)
+    _col2im(cf, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out.reshape(-1))
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _first_nan(xf, p, h, w, kw, h0, w0, i_lo, i_hi, j_lo, j_hi):
+    for i in range(i_lo, i_hi):
+        for j in range(j_lo, j_hi):
+            v = xf[uint64((p * h + h0 + i) * w + w0 + j)]
+            if v != v:
+                return v, i * kw + j
+    return np.nan, 0
+
+
+@njit(cache=True, nogil=True)
+def _maxpool_fwd(xf, planes, h, w, kh, kw, sh, sw, ph, pw, oh, ow, out, argmax):
+    for p in range(planes):
+        for y in range(oh):
+            h0 = y * sh - ph
+            i_lo, i_hi = max(0, -h0), min(kh, h - h0)  # window rows inside the input
+            for xo in range(ow):
+                w0 = xo * sw - pw
+                j_lo, j_hi = max(0, -w0), min(kw, w - w0)
+                # the padding is -inf, so "first maximum" = first real value above -inf, or 0.
+                # Selects rather than branches (random data mispredicts them: 9x slower).
+                best = -np.inf
+                at = 0
+                nan = False
+                for i in range(i_lo, i_hi):
+                    row = uint64((p * h + h0 + i) * w + w0 + j_lo)
+                    for j in range(j_lo, j_hi):
+                        v = xf[row + uint64(j - j_lo)]
+                        gt = v > best
+                        best = v if gt else best
+                        at = i * kw + j if gt else at
+                        nan |= v != v
+                if nan:  # rare: the first NaN wins, as in np.argmax
+                    best, at = _first_nan(xf, p, h, w, kw, h0, w0, i_lo, i_hi, j_lo, j_hi)
+                o = uint64((p * oh + y) * ow + xo)
+                out[o] = best
+                argmax[o] = at
+
+
+def maxpool2d_forward(x, kernel, stride, padding=0):
+    """Max pooling with argmax; see ``numpy_ref.maxpool2d_forward``. Floating-point inputs
+    (integer ones go to the reference)."""
+    if x.dtype.kind != "f":
+        from .numpy_ref import maxpool2d_forward as reference
+
+        return reference(x, kernel, stride, padding)
+    kh, kw = _pair(kernel)
+    n, c, h, w = x.shape
+    oh, ow, (sh, sw), (ph, pw), _ = _geometry(x.shape, kh, kw, stride, padding, 1)
+    out = np.empty((n, c, oh, ow), dtype=x.dtype)
+    argmax = np.empty((n, c, oh, ow), dtype=np.int64)
+    xf = np.ascontiguousarray(x).reshape(-1)
+    _maxpool_fwd(
+        xf, n * c, h, w, kh, kw, sh, sw, ph, pw, oh, ow, out.reshape(-1), argmax.reshape(-1)
+    )
+    return out, argmax
+
+
+@njit(cache=True, nogil=True)
+def _maxpool_bwd(gf, af, planes, h, w, kw, sh, sw, ph, pw, oh, ow, dxf):
+    for p in range(planes):
+        for y in range(oh):
+            for xo in range(ow):
+                o = uint64((p * oh + y) * ow + xo)
+                k = af[o]
+                ih, iw = y * sh + k // kw - ph, xo * sw + k % kw - pw
+                if 0 <= ih < h and 0 <= iw < w:  # a maximum in the padding gets no gradient
+                    dxf[uint64((p * h + ih) * w + iw)] += gf[o]
+
+
+def maxpool2d_backward(grad, argmax, x_shape, kernel, stride, padding=0):
+    """Gradient of max pooling; see ``numpy_ref.maxpool2d_backward``."""
+    kh, kw = _pair(kernel)
+    n, c, h, w = x_shape
+    oh, ow, (sh, sw), (ph, pw), _ = _geometry(x_shape, kh, kw, stride, padding, 1)
+    dx = np.zeros((n, c, h, w), dtype=grad.dtype)
+    gf = np.ascontiguousarray(grad).reshape(-1)
+    af = np.ascontiguousarray(argmax, dtype=np.int64).reshape(-1)
+    _maxpool_bwd(gf, af, n * c, h, w, kw, sh, sw, ph, pw, oh, ow, dx.reshape(-1))
+    return dx
+
+
+@njit(cache=True, nogil=True)
+def _bn_forward(x3, weight, bias, eps, y3, h3, mean, var):
+    n, c, s = x3.shape
+    m = n * s
+    for ci in range(c):
+        acc = 0.0  # float64 accumulators: a float32 batch sums without drift
+        for b in range(n):
+            for k in range(s):
+                acc += x3[b, ci, k]
+        mu = acc / m
+        acc = 0.0
+        for b in range(n):
+            for k in range(s):
+                d = x3[b, ci, k] - mu
+                acc += d * d
+        mean[ci], var[ci] = mu, acc / m
+        inv = 1.0 / np.sqrt(acc / m + eps)
+        w, bb = weight[ci], bias[ci]
+        for b in range(n):
+            for k in range(s):
+                hk = (x3[b, ci, k] - mu) * inv
+                h3[b, ci, k] = hk
+                y3[b, ci, k] = hk * w + bb
+
+
+def batchnorm_forward(x, weight, bias, eps):
+    """Training-mode batch normalization; see ``numpy_ref.batchnorm_forward``."""
+    c = x.shape[1]
+    x3 = np.ascontiguousarray(x).reshape(x.shape[0], c, -1)
+    ones = np.ones(c, x.dtype)
+    w = ones if weight is None else np.ascontiguousarray(weight, dtype=x.dtype)
+    b = np.zeros(c, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    y, xhat = np.empty_like(x3), np.empty_like(x3)
+    mean, var = np.empty(c, x.dtype), np.empty(c, x.dtype)
+    _bn_forward(x3, w, b, float(eps), y, xhat, mean, var)
+    return y.reshape(x.shape), xhat.reshape(x.shape), mean, var
+
+
+@njit(cache=True, nogil=True)
+def _bn_backward(g3, h3, scale, dx3, dweight, dbias):
+    n, c, s = g3.shape
+    m = n * s
+    for ci in range(c):
+        sg = 0.0
+        sgh = 0.0
+        for b in range(n):
+            for k in range(s):
+                g = g3[b, ci, k]
+                sg += g
+                sgh += g * h3[b, ci, k]
+        dweight[ci], dbias[ci] = sgh, sg
+        a, q, sc = sg / m, sgh / m, scale[ci]
+        for b in range(n):
+            for k in range(s):
+                dx3[b, ci, k] = sc * (g3[b, ci, k] - a - h3[b, ci, k] * q)
+
+
+def batchnorm_backward(grad, xhat, weight, inv_std):
+    """Gradients of batch normalization; see ``numpy_ref.batchnorm_backward``."""
+    n, c = grad.shape[:2]
+    g3 = np.ascontiguousarray(grad).reshape(n, c, -1)
+    h3 = np.ascontiguousarray(xhat, dtype=grad.dtype).reshape(n, c, -1)
+    scale = inv_std if weight is None else weight * inv_std
+    dx = np.empty_like(g3)
+    dweight, dbias = np.empty(c, grad.dtype), np.empty(c, grad.dtype)
+    _bn_backward(g3, h3, np.ascontiguousarray(scale, dtype=grad.dtype), dx, dweight, dbias)
+    return dx.reshape(grad.shape), dweight, dbias

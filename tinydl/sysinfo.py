@@ -1,0 +1,65 @@
+"""``td.info()`` / ``tinydl info``: versions, the kernels and the BLAS in use, threads, data."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import numpy as np
+
+__all__ = ["info", "format_info"]
+
+
+def _blas() -> str:
+    """The BLAS NumPy calls, with its thread count when threadpoolctl is installed."""
+    try:
+        import threadpoolctl
+
+        for lib in threadpoolctl.threadpool_info():
+            if lib.get("user_api") == "blas":
+                return (
+                    f"{lib.get('internal_api')} {lib.get('version')} "
+                    f"({lib.get('architecture')}, {lib.get('num_threads')} threads)"
+                )
+    except ImportError:
+        pass
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{blas.get('name')} {blas.get('version')}"
+    except (TypeError, KeyError):  # NumPy < 1.25 has no mode="dicts"
+        return "unknown (see numpy.show_config())"
+
+
+def info() -> dict:
+    """What this tinydl will use: a dict of strings (printed by ``tinydl info``)."""
+    import tinydl
+    from tinydl.backend import kernels
+
+    try:
+        import numba
+
+        numba_version = numba.__version__
+    except ImportError:
+        numba_version = "not importable"
+    available = kernels.available_kernels()
+    chosen = kernels.active_kernels()
+    why = "TINYDL_KERNELS" if os.environ.get("TINYDL_KERNELS") else "default"
+    return {
+        "tinydl": tinydl.__version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numba": numba_version,
+        "kernels": f"{chosen} ({why}; available: {', '.join(available)})"
+        + (f"; numba unusable: {kernels.NUMBA_ERROR}" if kernels.NUMBA_ERROR else ""),
+        "blas": _blas(),
+        "threads": f"{os.cpu_count()} logical cores; BLAS multi-threaded, Numba kernels serial "
+        "beside it (no competing thread pools)",
+        "im2col budget": f"{kernels.get_im2col_budget() / 2**20:g} MiB",
+        "TINYDL_DATA": os.environ.get("TINYDL_DATA", "(not set)"),
+    }
+
+
+def format_info(d: dict | None = None) -> str:
+    d = info() if d is None else d
+    width = max(map(len, d))
+    return "\n".join(f"{k + ':':<{width + 1}} {v}" for k, v in d.items())
