@@ -9,6 +9,7 @@ BENCHMARKS = {
     "epoch": "benchmarks.epoch",
     "data_pipeline": "benchmarks.data_pipeline",
     "kernels": "benchmarks.kernels",
+    "overhead": "benchmarks.overhead",
 }
 
 

@@ -92,3 +92,9 @@ def test_tinydl_bench_from_a_clone_and_from_elsewhere(tmp_path):
     )
     assert run.returncode == 1 and "root of a tinydl clone" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_overhead_benchmark_prints_every_case(capsys):
+    assert bench_main(["overhead", "--steps", "2", "--warmup", "0", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "a * b (no_grad)" in out and "tiny MLP step" in out and "tinydl us/op" in out
