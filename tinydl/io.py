@@ -256,16 +256,36 @@ def _is_count(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= sys.maxsize
 
 
-def _nbytes(shape: list, itemsize: int, limit: int) -> int:
-    """``prod(shape) * itemsize``, stopping once past ``limit`` (a hostile shape is long)."""
+def _short(obj, limit: int = 60) -> str:
+    """``repr(obj)``, cut to ``limit`` characters (a hostile shape may be very long)."""
+    text = repr(obj)
+    return text if len(text) <= limit else text[: limit - 5] + " ...]"
+
+
+def _nbytes(shape: list, itemsize: int, limit: int) -> int | None:
+    """``prod(shape) * itemsize``, or None once it passes ``limit`` (a hostile shape is long)."""
     if 0 in shape:
         return 0
     n = itemsize
     for d in shape:
         n *= d
         if n > limit:
-            break
+            return None
     return n
+
+
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _not_safetensors(blob: bytes) -> str | None:
+    """What a file that is plainly another format holds, or None."""
+    if blob[:1] == b"\x80" and blob[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "it holds pickled data, which tinydl never loads (unpickling can run code)"
+    if blob.startswith(_ZIP_MAGIC):
+        return "it is a zip archive (an .npz, or a PyTorch .pt/.pth file), not safetensors"
+    if blob.startswith(b"\x93NUMPY"):
+        return "it is a .npy array, not safetensors"
+    return None
 
 
 def _check_safetensors(blob: bytes) -> str | None:
@@ -273,9 +293,13 @@ def _check_safetensors(blob: bytes) -> str | None:
     size = len(blob)
     if size < 8:
         raise _Bad("the file is empty" if size == 0 else f"only {size} bytes, no 8-byte header")
+    other = _not_safetensors(blob)
+    if other and "pickled" in other:
+        raise _Bad(other)
     n = int.from_bytes(blob[:8], "little")
     if n > _MAX_HEADER:
-        raise _Bad(f"header length {n} exceeds the 100 MB limit (corrupt or not safetensors)")
+        why = other or "corrupt or not safetensors"
+        raise _Bad(f"header length {n} exceeds the 100 MB limit ({why})")
     if n > size - 8:
         raise _Bad(f"header length {n} goes beyond the end of the file ({size} bytes): truncated")
     raw = blob[8 : 8 + n]
@@ -295,29 +319,44 @@ def _check_safetensors(blob: bytes) -> str | None:
             raise _Bad(f"tensor {name!r}: the entry needs exactly dtype, shape, data_offsets")
         dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
         if not isinstance(dtype, str) or dtype not in _ST_DTYPES:
-            raise _Bad(f"tensor {name!r}: unknown dtype {dtype!r} (tinydl reads {_DTYPE_NAMES})")
+            raise _Bad(
+                f"tensor {name!r}: unknown dtype {_short(dtype)} (tinydl reads {_DTYPE_NAMES})"
+            )
         if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
-            raise _Bad(f"tensor {name!r}: shape {shape!r} is not a list of non-negative ints")
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_count, offsets))):
-            raise _Bad(f"tensor {name!r}: data_offsets {offsets!r} is not [begin, end]")
+            raise _Bad(f"tensor {name!r}: shape {_short(shape)} is not a list of non-negative ints")
+        if not (isinstance(offsets, list) and len(offsets) == 2):
+            raise _Bad(f"tensor {name!r}: data_offsets {_short(offsets)} is not [begin, end]")
+        if not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets):
+            raise _Bad(f"tensor {name!r}: data_offsets {_short(offsets)} are not integers")
         begin, end = offsets
-        if not begin <= end <= data_len:
+        if begin < 0 or end < 0:
+            raise _Bad(f"tensor {name!r}: negative data_offsets [{begin}, {end}]")
+        if begin > end:
+            raise _Bad(f"tensor {name!r}: data_offsets [{begin}, {end}] end before they begin")
+        if end > data_len:
             raise _Bad(
                 f"tensor {name!r}: data_offsets [{begin}, {end}] out of range of the "
                 f"{data_len}-byte data section (truncated or corrupt)"
             )
-        need = _nbytes(shape, _ST_DTYPES[dtype].itemsize, data_len)
+        need = _nbytes(shape, _ST_DTYPES[dtype].itemsize, sys.maxsize)
+        if need is None:
+            raise _Bad(
+                f"tensor {name!r}: shape {_short(shape)} overflows: its size in bytes is "
+                "beyond 2**63"
+            )
         if end - begin != need:
             raise _Bad(
-                f"tensor {name!r}: data_offsets span {end - begin} bytes but shape {shape} of "
-                f"{dtype} needs {need}"
+                f"tensor {name!r}: data_offsets span {end - begin} bytes but shape "
+                f"{_short(shape)} of {dtype} needs {need}"
             )
         spans.append((begin, end, name))
     pos = 0
     for begin, end, name in sorted(spans):
         if begin != pos:
+            why = f"a gap of {begin - pos}" if begin > pos else f"an overlap of {pos - begin}"
             raise _Bad(
-                f"tensor {name!r} starts at data byte {begin}, expected {pos}: gap or overlap"
+                f"tensor {name!r} starts at data byte {begin}, expected {pos}: gap or overlap "
+                f"({why} bytes)"
             )
         pos = end
     if pos != data_len:
@@ -366,13 +405,32 @@ def _npz_bytes(arrays: dict, meta: str) -> bytes:
     return buf.getvalue()
 
 
-def _check_npz_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+# Deflate expands at most 1032:1 (258-byte matches coded in 2 bits); a member that claims more
+# lies about its size, and NumPy would allocate the claimed size before reading a byte.
+_DEFLATE_RATIO = 1032
+
+
+def _check_npz_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, size: int) -> None:
     """Refuse non-.npy members, object or other unknown dtypes, and sizes that disagree."""
     name = info.filename
     if not name.endswith(".npy") or info.flag_bits & 0x1:
         raise _Bad(f"member {name!r} is not a plain .npy array")
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
         raise _Bad(f"member {name!r} uses an unsupported compression")
+    if info.compress_size > size:
+        raise _Bad(
+            f"member {name!r} claims {info.compress_size} stored bytes in a {size}-byte file"
+        )
+    if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:
+        raise _Bad(
+            f"member {name!r} claims {info.file_size} bytes but stores {info.compress_size} "
+            "uncompressed"
+        )
+    if info.file_size > _DEFLATE_RATIO * info.compress_size + 1024:
+        raise _Bad(
+            f"member {name!r} claims {info.file_size} bytes from {info.compress_size} "
+            "compressed ones, more than deflate can expand"
+        )
     with zf.open(info) as f:
         version = np.lib.format.read_magic(f)
         if version == (1, 0):
@@ -403,7 +461,7 @@ def _read_npz(blob: bytes):
             if len({i.filename for i in infos}) != len(infos):
                 raise _Bad("the archive repeats a member name")
             for info in infos:
-                _check_npz_member(zf, info)
+                _check_npz_member(zf, info, len(blob))
         with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except _NPZ_ERRORS as e:

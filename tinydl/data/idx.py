@@ -9,7 +9,9 @@ and what was found.
 from __future__ import annotations
 
 import gzip
+import math
 import os
+import sys
 import zlib
 from pathlib import Path
 
@@ -38,12 +40,14 @@ def _read_bytes(path: Path) -> bytes:
         return gzip.decompress(raw)
     except EOFError as exc:
         raise DatasetError(
-            f"{path}: truncated gzip stream ({len(raw)} compressed bytes end before the "
-            f"end-of-stream marker: {exc}); delete the file and fetch it again"
+            f"{path}: truncated gzip stream (expected the end-of-stream marker, found the end "
+            f"of the file after {len(raw)} compressed bytes: {exc}); delete the file and fetch "
+            "it again"
         ) from None
     except (OSError, zlib.error) as exc:
         raise DatasetError(
-            f"{path}: corrupt gzip data ({exc}); delete the file and fetch it again"
+            f"{path}: corrupt gzip data (expected a valid deflate stream and checksum, found "
+            f"{exc}); delete the file and fetch it again"
         ) from None
 
 
@@ -94,12 +98,26 @@ def read_idx(path, ndim: int | None = None, dtype=None) -> np.ndarray:
             f"found {len(raw)})"
         )
     shape = tuple(int(s) for s in np.frombuffer(raw, dtype=">u4", count=dims, offset=4))
-    expected = int(np.prod(shape, dtype=np.int64)) * item.itemsize
+    # NOTE: Python ints, not np.prod: four sizes of 65536 would wrap an int64 around to 0.
+    expected = math.prod(shape) * item.itemsize
     found = len(raw) - header
     if found != expected:
         what = "truncated payload" if found < expected else "trailing bytes after the payload"
+        swapped = tuple(int(s) for s in np.frombuffer(raw, dtype="<u4", count=dims, offset=4))
+        hint = ""
+        if math.prod(swapped) * item.itemsize == found:
+            hint = f"; the sizes read little-endian, {swapped}, would fit: IDX is big-endian"
         raise DatasetError(
-            f"{path}: {what} (expected {expected} bytes of data for shape {shape}, found {found})"
+            f"{path}: {what} (expected {expected} bytes of data for shape {shape}, found "
+            f"{found}){hint}"
+        )
+    # NOTE: an empty shape like (0, 2**30, 2**30, 2**30) passes the size check, but NumPy
+    # refuses any shape whose non-zero sizes multiply beyond what memory can address.
+    addressed = math.prod(n for n in shape if n) * item.itemsize
+    if addressed > sys.maxsize:
+        raise DatasetError(
+            f"{path}: impossible dimensions (expected sizes that NumPy can address, found "
+            f"shape {shape}, {addressed} bytes without its zero sizes)"
         )
     data = np.frombuffer(raw, dtype=item, offset=header)
     return data.astype(item.newbyteorder("="), copy=True).reshape(shape)

@@ -109,7 +109,15 @@ class MNIST(ArrayDataset):
         if images.shape[0] != labels.shape[0]:
             raise DatasetError(
                 f"{type(self).__name__}: {images_path} holds {images.shape[0]} images but "
-                f"{labels_path} holds {labels.shape[0]} labels; one of them is from another set"
+                f"{labels_path} holds {labels.shape[0]} labels (expected one label per image, "
+                f"found {labels.shape[0]} for {images.shape[0]}); one of them is from another set"
+            )
+        n_classes = len(self.classes)
+        if labels.size and int(labels.max()) >= n_classes:
+            i = int(np.argmax(labels >= n_classes))
+            raise DatasetError(
+                f"{labels_path}: label {int(labels[i])} at index {i} is out of range (expected "
+                f"a class from 0 to {n_classes - 1}, found {int(labels[i])})"
             )
         super().__init__(images, labels.astype(np.int64), transform, target_transform)
         self.root = folder

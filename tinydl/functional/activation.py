@@ -15,18 +15,27 @@ from ._util import normalize_dim
 __all__ = ["softmax", "log_softmax"]
 
 
-def _shifted(x, axis):
-    """``x - max(x)`` along ``axis`` (a fresh array): every entry <= 0, the largest exactly 0."""
+def _shifted(x, axis, finite=False):
+    """``x - max(x)`` along ``axis`` (a fresh array): every entry <= 0, the largest exactly 0.
+    With ``finite``, an infinite or NaN maximum is replaced by 0 (``x`` itself is returned)."""
     # NOTE: with logits like +-1e308 the difference overflows to -inf, whose exp is the exact 0.
     with np.errstate(over="ignore", invalid="ignore"):
-        return x - x.max(axis=axis, keepdims=True)
+        m = x.max(axis=axis, keepdims=True)
+        if finite:
+            m = get_array_module(x).where(get_array_module(x).isfinite(m), m, 0).astype(x.dtype)
+        return x - m
 
 
 def log_softmax_array(x, axis):
-    """Stable log-softmax of a raw array (shared with the fused cross-entropy)."""
+    """Stable log-softmax of a raw array (shared with the fused cross-entropy).
+
+    Infinities follow SciPy's ``log_softmax``: next to a ``+inf`` logit the finite entries are
+    ``-inf`` (the ``+inf`` one is NaN), and a row of ``-inf`` is NaN."""
     xp = get_array_module(x)
-    z = _shifted(x, axis)
-    z -= xp.log(xp.exp(z).sum(axis=axis, keepdims=True))
+    # NOTE: an infinite max is not subtracted (inf - inf would make every entry NaN).
+    z = _shifted(x, axis, finite=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z -= xp.log(xp.exp(z).sum(axis=axis, keepdims=True))
     return z
 
 

@@ -230,21 +230,20 @@ def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     return _reduce((input - target).abs(), reduction)
 
 
-def _softplus_neg(x):
-    """``log(1 + exp(-x))`` without overflow for any ``x``."""
-    xp = get_array_module(x)
-    return xp.maximum(-x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
-
-
 class BCEWithLogits(Function):
-    """``(1 - t) x + (1 + (pw - 1) t) log(1 + exp(-x))``, elementwise, stable for any ``x``."""
+    """``pw t softplus(-x) + (1 - t) softplus(x)``, elementwise, stable for any ``x``."""
 
     @staticmethod
     def forward(ctx, x, t, pos_weight):
         ctx.save_for_backward(x, t, pos_weight)
-        sp = _softplus_neg(x)
-        lw = sp if pos_weight is None else (1 + (pos_weight - 1) * t) * sp
-        return (1 - t) * x + lw
+        xp = get_array_module(x)
+        # NOTE: softplus(+-x) = max(+-x, 0) + log1p(exp(-|x|)) shares the log term and never
+        # overflows. Written without (1 - t) x, an infinite logit gives inf (as SciPy's
+        # log_expit does) instead of inf - inf = NaN.
+        pos = t if pos_weight is None else pos_weight * t
+        neg = 1 - t
+        log_term = xp.log1p(xp.exp(-xp.abs(x)))
+        return neg * xp.maximum(x, 0) + pos * xp.maximum(-x, 0) + (pos + neg) * log_term
 
     @staticmethod
     def backward(ctx, grad):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .optimizer import Optimizer
+from .optimizer import Optimizer, eps_divide
 
 __all__ = ["Adagrad", "adagrad_update"]
 
@@ -42,7 +42,7 @@ def adagrad_update(
     state_sum += np.multiply(g, g, out=w1)
     std = np.sqrt(state_sum, out=w1)
     std += eps
-    update = np.divide(g, std, out=w1)
+    update = eps_divide(g, std, eps)
     param += np.multiply(update, -clr, out=w1)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .adam import lerp_
-from .optimizer import Optimizer
+from .optimizer import Optimizer, eps_divide
 
 __all__ = ["RMSprop", "rmsprop_update"]
 
@@ -57,7 +57,7 @@ def rmsprop_update(
     else:
         avg = np.sqrt(square_avg, out=w1)
     avg += eps
-    step = np.divide(g, avg, out=w1)
+    step = eps_divide(g, avg, eps)
     if momentum > 0:
         momentum_buffer *= momentum
         momentum_buffer += step
