@@ -8,6 +8,7 @@ tensor([2., 4.])
 """
 
 from . import (  # noqa: E402,F401  (they build on the above)
+    cuda,
     data,
     debug,
     functional,  # noqa: F401

@@ -364,7 +364,7 @@ def _call_backward(node, grads):
     if node._saved is _FREED:
         _ = node.saved_tensors  # raises the "second time" error
     full = [
-        g if g is not None else Tensor._wrap(_zeros(shape, dtype, node))
+        g if g is not None else Tensor._wrap(_zeros(shape, dtype, grads))
         for g, (shape, dtype) in zip(grads, node.output_meta)
     ]
     out = node.fn.backward(node, *full)
@@ -376,10 +376,11 @@ def _call_backward(node, grads):
     return out
 
 
-def _zeros(shape, dtype, node):
-    for e in node.edges:
-        if isinstance(e, Tensor):
-            return get_array_module(e.data).zeros(shape, dtype)
+def _zeros(shape, dtype, grads):
+    """The zero gradient of an output that got none, on the device of the outputs that did."""
+    for g in grads:
+        if g is not None:
+            return get_array_module(g.data).zeros(shape, dtype)
     return np.zeros(shape, dtype)
 
 

@@ -33,7 +33,7 @@ def _blas() -> str:
 def info() -> dict:
     """What this tinydl will use: a dict of strings (printed by ``tinydl info``)."""
     import tinydl
-    from tinydl.backend import kernels
+    from tinydl.backend import cupy_backend, kernels
 
     try:
         import numba
@@ -55,6 +55,7 @@ def info() -> dict:
         "threads": f"{os.cpu_count()} logical cores; BLAS multi-threaded, Numba kernels serial "
         "beside it (no competing thread pools)",
         "im2col budget": f"{kernels.get_im2col_budget() / 2**20:g} MiB",
+        "cuda": cupy_backend.describe(),
         "TINYDL_DATA": os.environ.get("TINYDL_DATA", "(not set)"),
     }
 

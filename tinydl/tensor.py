@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .autograd import Tensor
-from .backend import as_device
+from .backend import as_device, cupy_backend, get_device
 from .dtypes import default_float, is_floating, to_dtype
 from .errors import DTypeError
 
@@ -43,9 +43,11 @@ _generator = np.random.default_rng()
 
 
 def manual_seed(seed: int) -> np.random.Generator:
-    """Seed tinydl's default generator (used by ``rand``, ``randn``, dropout, init, shuffling)."""
+    """Seed tinydl's default generator (used by ``rand``, ``randn``, dropout, init, shuffling),
+    and CuPy's when CuPy is in use."""
     global _generator
     _generator = np.random.default_rng(seed)
+    cupy_backend.seed(seed)
     return _generator
 
 
@@ -65,9 +67,13 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
+def _is_cuda_array(data) -> bool:
+    return not isinstance(data, np.ndarray) and hasattr(data, "__cuda_array_interface__")
+
+
 def _infer_dtype(data) -> np.dtype:
     """float32 for Python floats, int64 for ints, bool for bools; arrays keep theirs."""
-    if isinstance(data, (np.ndarray, np.generic)):
+    if isinstance(data, (np.ndarray, np.generic)) or _is_cuda_array(data):
         return data.dtype
     arr = np.asarray(data)
     if arr.dtype.kind == "f":
@@ -80,23 +86,26 @@ def _infer_dtype(data) -> np.dtype:
 
 
 def tensor(data, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
-    """A new tensor holding a copy of ``data`` (a number, nested list, NumPy array or Tensor)."""
+    """A new tensor holding a copy of ``data`` (a number, nested list, NumPy or CuPy array, or
+    Tensor) on ``device`` (default: the device of ``data``, else the CPU)."""
     if isinstance(data, Tensor):
-        data = data.detach().numpy()
+        data = data.detach().data
+    if _is_cuda_array(data):
+        device = get_device(data) if device is None else device
+        data = data.get() if as_device(device).type == "cpu" else data
     dtype = to_dtype(dtype) or _infer_dtype(data)
-    xp = as_device(device).xp
-    arr = xp.array(data, dtype=dtype)
-    return Tensor(arr, requires_grad=requires_grad)
+    return _create(device, "array", data, dtype=dtype, requires_grad=requires_grad)
 
 
 def as_tensor(data, dtype=None, device=None) -> Tensor:
-    """Like ``tensor`` but shares memory with a NumPy array of the right dtype."""
+    """Like ``tensor`` but shares memory with a NumPy (or CuPy) array of the right dtype that is
+    already on ``device``."""
     if isinstance(data, Tensor):
-        return data if dtype is None else data.to(dtype)
+        return data.to(device=device, dtype=dtype)
     if (
-        isinstance(data, np.ndarray)
+        (isinstance(data, np.ndarray) or _is_cuda_array(data))
         and (dtype is None or to_dtype(dtype) == data.dtype)
-        and device in (None, "cpu")
+        and (device is None or as_device(device) == get_device(data))
     ):
         return Tensor(data)
     return tensor(data, dtype=dtype, device=device)
@@ -117,30 +126,33 @@ def _size(size) -> tuple:
     return tuple(int(n) for n in size)
 
 
-def _make(array, requires_grad) -> Tensor:
-    return Tensor(array, requires_grad=requires_grad)
+def _create(device, fn: str, *args, requires_grad=False, **kwargs) -> Tensor:
+    """``xp.<fn>(*args, **kwargs)`` of the device's array module, made on that device."""
+    dev = as_device(device)
+    xp = dev.xp
+    with dev.use():
+        return Tensor(getattr(xp, fn)(*args, **kwargs), requires_grad=requires_grad)
 
 
 def zeros(*size, dtype=None, requires_grad=False, device=None) -> Tensor:
-    xp = as_device(device).xp
-    return _make(xp.zeros(_size(size), to_dtype(dtype) or default_float), requires_grad)
+    dtype = to_dtype(dtype) or default_float
+    return _create(device, "zeros", _size(size), dtype, requires_grad=requires_grad)
 
 
 def ones(*size, dtype=None, requires_grad=False, device=None) -> Tensor:
-    xp = as_device(device).xp
-    return _make(xp.ones(_size(size), to_dtype(dtype) or default_float), requires_grad)
+    dtype = to_dtype(dtype) or default_float
+    return _create(device, "ones", _size(size), dtype, requires_grad=requires_grad)
 
 
 def empty(*size, dtype=None, requires_grad=False, device=None) -> Tensor:
-    xp = as_device(device).xp
-    return _make(xp.empty(_size(size), to_dtype(dtype) or default_float), requires_grad)
+    dtype = to_dtype(dtype) or default_float
+    return _create(device, "empty", _size(size), dtype, requires_grad=requires_grad)
 
 
 def full(size, fill_value, dtype=None, requires_grad=False, device=None) -> Tensor:
     size = (size,) if isinstance(size, int) else tuple(size)
     dtype = to_dtype(dtype) or _infer_dtype(fill_value)
-    xp = as_device(device).xp
-    return _make(xp.full(_size(size), fill_value, dtype), requires_grad)
+    return _create(device, "full", _size(size), fill_value, dtype, requires_grad=requires_grad)
 
 
 def arange(start, end=None, step=1, dtype=None, requires_grad=False, device=None) -> Tensor:
@@ -152,22 +164,20 @@ def arange(start, end=None, step=1, dtype=None, requires_grad=False, device=None
     if dtype is None:
         ints = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
         dtype = np.int64 if ints else default_float
-    xp = as_device(device).xp
-    return _make(xp.arange(start, end, step, dtype=to_dtype(dtype)), requires_grad)
+    dtype = to_dtype(dtype)
+    return _create(device, "arange", start, end, step, dtype=dtype, requires_grad=requires_grad)
 
 
 def linspace(start, end, steps: int, dtype=None, requires_grad=False, device=None) -> Tensor:
     if steps < 0:
         raise ValueError(f"linspace: steps must be non-negative, got {steps}")
-    xp = as_device(device).xp
-    return _make(
-        xp.linspace(start, end, steps, dtype=to_dtype(dtype) or default_float), requires_grad
-    )
+    dtype = to_dtype(dtype) or default_float
+    return _create(device, "linspace", start, end, steps, dtype=dtype, requires_grad=requires_grad)
 
 
 def eye(n: int, m: int | None = None, dtype=None, requires_grad=False, device=None) -> Tensor:
-    xp = as_device(device).xp
-    return _make(xp.eye(n, m, dtype=to_dtype(dtype) or default_float), requires_grad)
+    dtype = to_dtype(dtype) or default_float
+    return _create(device, "eye", n, m, dtype=dtype, requires_grad=requires_grad)
 
 
 def _random(fn, size, dtype, requires_grad, device, generator):
@@ -179,7 +189,9 @@ def _random(fn, size, dtype, requires_grad, device, generator):
     arr = draw(_size(size), dtype=dtype if dtype != np.float16 else np.float32).astype(
         dtype, copy=False
     )
-    return _make(as_device(device).xp.asarray(arr), requires_grad)
+    # NOTE: drawn on the host from the seeded generator, so a model initialised on the GPU
+    # starts from the same numbers as on the CPU.
+    return _create(device, "asarray", arr, requires_grad=requires_grad)
 
 
 def rand(*size, dtype=None, requires_grad=False, device=None, generator=None) -> Tensor:
@@ -200,7 +212,7 @@ def randint(low, high=None, size=(), dtype=None, device=None, generator=None) ->
         raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
     rng = generator or _generator
     arr = rng.integers(low, high, size=_size((size,) if isinstance(size, int) else size))
-    return Tensor(as_device(device).xp.asarray(arr.astype(to_dtype(dtype) or np.int64)))
+    return _create(device, "asarray", arr.astype(to_dtype(dtype) or np.int64))
 
 
 def _like(t: Tensor, dtype, device):

@@ -1,16 +1,28 @@
 """Backends: which array module (NumPy or CuPy) holds a tensor's data.
 
 The backend is read off the data (``get_array_module``), never from a global flag.
-CuPy is imported only by ``cupy_backend`` (a later issue); here NumPy is always present.
+NumPy is always present; CuPy is imported only by ``cupy_backend``, and only when CUDA is asked
+for (a ``"cuda"`` device, ``td.cuda.is_available()``, a CuPy array).
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from ..errors import DeviceError
+from . import cupy_backend
 
-__all__ = ["Device", "get_array_module", "get_device", "as_device", "as_array"]
+__all__ = [
+    "Device",
+    "get_array_module",
+    "get_device",
+    "as_device",
+    "as_array",
+    "transfer",
+    "uniform",
+]
 
 
 class Device:
@@ -24,20 +36,24 @@ class Device:
             return
         if not isinstance(spec, str):
             raise DeviceError(f"device: expected a string like 'cpu' or 'cuda:0', got {spec!r}")
-        kind, _, idx = spec.partition(":")
-        if kind not in ("cpu", "cuda") or (idx and not idx.isdigit()) or (kind == "cpu" and idx):
+        kind, colon, idx = spec.partition(":")
+        if kind not in ("cpu", "cuda") or (colon and not idx.isdigit()) or (kind == "cpu" and colon):
             raise DeviceError(f"device: unknown device {spec!r}; use 'cpu', 'cuda' or 'cuda:N'")
         self.type = kind
         self.index = int(idx) if idx else (0 if kind == "cuda" else None)
 
     @property
     def xp(self):
+        """The array module: ``numpy``, or ``cupy`` (``DeviceError`` when CUDA is missing)."""
         if self.type == "cpu":
             return np
-        raise DeviceError(
-            f"device {self}: CUDA is not available in this build of tinydl "
-            "(the CuPy backend needs `pip install tinydl[gpu]` and an NVIDIA GPU)"
-        )
+        return cupy_backend.cupy_module(self)
+
+    def use(self):
+        """A context in which new arrays land on this device (CUDA's current device)."""
+        if self.type == "cpu":
+            return contextlib.nullcontext()
+        return self.xp.cuda.Device(self.index)
 
     def __str__(self) -> str:
         return self.type if self.index is None else f"{self.type}:{self.index}"
@@ -68,18 +84,22 @@ def get_array_module(*arrays):
     """The array module (``numpy`` or ``cupy``) of the given arrays, like ``cupy.get_array_module``."""
     for a in arrays:
         if type(a).__module__.startswith("cupy"):
-            import sys
-
-            return sys.modules["cupy"]
+            return cupy_backend.cupy_module()
     return np
+
+
+_CUDA = {}  # GPU index -> Device, so that every op does not parse a device string
 
 
 def get_device(array) -> Device:
     """The device an array lives on."""
     if isinstance(array, np.ndarray) or np.isscalar(array):
         return CPU
-    dev = getattr(array, "device", None)
-    return Device(f"cuda:{getattr(dev, 'id', 0)}")
+    index = getattr(getattr(array, "device", None), "id", 0)
+    device = _CUDA.get(index)
+    if device is None:
+        device = _CUDA[index] = Device(f"cuda:{index}")
+    return device
 
 
 def as_device(spec) -> Device:
@@ -91,9 +111,29 @@ def as_array(x):
     """A backend array from an array, NumPy scalar or number (0-d arrays stay arrays)."""
     if isinstance(x, np.ndarray):
         return x
-    if isinstance(x, np.generic) or not hasattr(x, "__array_namespace__"):
+    if isinstance(x, np.generic):
         return np.asarray(x)
-    return x
+    # NOTE: CuPy arrays are recognised by the CUDA array interface: not every CuPy version
+    # has __array_namespace__, and np.asarray refuses a CuPy array.
+    if hasattr(x, "__cuda_array_interface__") or hasattr(x, "__array_namespace__"):
+        return x
+    return np.asarray(x)
+
+
+def transfer(array, device):
+    """``array`` on ``device`` (a copy when it lives elsewhere, the array itself otherwise)."""
+    device = as_device(device)
+    if device.type == "cpu":
+        return array if isinstance(array, np.ndarray) else array.get()
+    return cupy_backend.to_device(array, device)
+
+
+def uniform(generator: np.random.Generator, shape, like=None):
+    """float32 samples in [0, 1) on the device of ``like``: drawn from ``generator`` on the CPU;
+    on a GPU from a device generator seeded from it (see ``cupy_backend.uniform``)."""
+    if like is None or isinstance(like, np.ndarray):
+        return generator.random(shape, dtype=np.float32)
+    return cupy_backend.uniform(generator, shape, get_device(like))
 
 
 # the kernel switch, re-exported as td.backend.use_kernels(...) (kernels needs the names above)

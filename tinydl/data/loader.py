@@ -1,5 +1,6 @@
 """``DataLoader``: batches of Tensors from a dataset, shuffled by its own generator, optionally
-loaded ahead by a background thread so that loading overlaps the training step."""
+loaded ahead by a background thread so that loading overlaps the training step, and optionally
+delivered on a GPU, the copy of the next batch overlapping the compute on this one."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import weakref
 import numpy as np
 
 from ..autograd import Tensor
+from ..backend import as_device, cupy_backend
 from ..tensor import default_generator
 
 __all__ = ["DataLoader", "default_collate", "to_tensor"]
@@ -69,6 +71,10 @@ class DataLoader:
         0 loads in the calling thread; ``k > 0`` runs a daemon thread that keeps up to ``k``
         batches ready. Errors in that thread are raised in the caller; dropping the iterator
         stops the thread.
+    device : str or Device, optional
+        Where the batches' Tensors are delivered: ``None``/``"cpu"`` (as loaded), or
+        ``"cuda"``/``"cuda:N"``: each batch is copied through pinned memory on a side stream,
+        one batch ahead, so the copy overlaps the compute on the previous batch.
     """
 
     def __init__(
@@ -80,6 +86,7 @@ class DataLoader:
         generator: np.random.Generator | None = None,
         collate_fn=None,
         prefetch: int = 0,
+        device=None,
     ):
         if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
@@ -92,6 +99,9 @@ class DataLoader:
         self.generator = generator
         self.collate_fn = collate_fn
         self.prefetch = int(prefetch)
+        self.device = as_device(device)
+        if self.device.type != "cpu":
+            cupy_backend.cupy_module(self.device)  # DeviceError now when CUDA is missing
 
     def __len__(self) -> int:
         n = len(self.dataset)
@@ -118,14 +128,81 @@ class DataLoader:
         # the generator in the same place whether or not a prefetch thread runs.
         batches = self._index_batches()
         if self.prefetch == 0:
-            return (self._load(b) for b in batches)
-        return _Prefetcher(self._load, batches, self.prefetch)
+            loaded = (self._load(b) for b in batches)
+        else:
+            loaded = _Prefetcher(self._load, batches, self.prefetch)
+        if self.device.type == "cpu":
+            return loaded
+        return _ToDevice(loaded, len(batches), self.device)
 
     def __repr__(self) -> str:
+        device = "" if self.device.type == "cpu" else f", device='{self.device}'"
         return (
             f"DataLoader({type(self.dataset).__name__}, batch_size={self.batch_size}, "
-            f"shuffle={self.shuffle}, drop_last={self.drop_last}, prefetch={self.prefetch})"
+            f"shuffle={self.shuffle}, drop_last={self.drop_last}, prefetch={self.prefetch}"
+            f"{device})"
         )
+
+
+def _arrays(batch, out: list) -> list:
+    """The arrays of a batch's Tensors, depth first (tuples, lists and dicts recurse)."""
+    if isinstance(batch, Tensor):
+        out.append(batch.data)
+    elif isinstance(batch, (tuple, list)):
+        for b in batch:
+            _arrays(b, out)
+    elif isinstance(batch, dict):
+        for b in batch.values():
+            _arrays(b, out)
+    return out
+
+
+def _rebuild(batch, arrays):
+    """``batch`` with its Tensors replaced, in ``_arrays`` order, by Tensors of ``arrays``."""
+    if isinstance(batch, Tensor):
+        return Tensor(next(arrays))
+    if isinstance(batch, (tuple, list)):
+        out = [_rebuild(b, arrays) for b in batch]
+        return tuple(out) if isinstance(batch, tuple) else out
+    if isinstance(batch, dict):
+        return {k: _rebuild(b, arrays) for k, b in batch.items()}
+    return batch
+
+
+class _ToDevice:
+    """Batches from ``loaded`` delivered on a CUDA ``device``: when batch k is handed out, the
+    copy of batch k+1 is already queued on a side stream (``cupy_backend.AsyncCopier``), and
+    the compute stream waits for batch k's copy on the GPU, never in Python."""
+
+    def __init__(self, loaded, count: int, device):
+        self._loaded = iter(loaded)
+        self._remaining = count
+        self._copier = cupy_backend.AsyncCopier(device)
+        self._next = self._stage()
+
+    def _stage(self):
+        try:
+            batch = next(self._loaded)
+        except StopIteration:
+            self._copier.close()
+            return None
+        arrays, ticket = self._copier.copy(_arrays(batch, []))
+        return _rebuild(batch, iter(arrays)), ticket
+
+    def __iter__(self):
+        return self
+
+    def __len__(self) -> int:
+        return self._remaining
+
+    def __next__(self):
+        if self._next is None:
+            raise StopIteration
+        batch, ticket = self._next
+        self._next = self._stage()  # queue the next copy before the caller computes on this batch
+        self._copier.wait(ticket)
+        self._remaining -= 1
+        return batch
 
 
 _END = object()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Function, Tensor
-from ..backend import get_array_module
+from ..backend import get_array_module, get_device, transfer
 from ..errors import ShapeError
 from ._util import binary, lift_pair
 
@@ -215,10 +215,8 @@ def cast(x: Tensor, dtype) -> Tensor:
 class ToDevice(Function):
     @staticmethod
     def forward(ctx, x, device):
-        ctx.source = "cpu" if isinstance(x, np.ndarray) else f"cuda:{x.device.id}"
-        if device.type == "cpu":
-            return x if isinstance(x, np.ndarray) else x.get()
-        return device.xp.asarray(x)
+        ctx.source = get_device(x)
+        return transfer(x, device)
 
     @staticmethod
     def backward(ctx, grad):

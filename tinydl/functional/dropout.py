@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Tensor
-from ..backend import get_array_module
+from ..backend import uniform
 from ..tensor import default_generator
 
 __all__ = ["dropout"]
@@ -17,7 +17,8 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, generator=None) ->
 
     The identity (``x`` itself) when ``training`` is False or ``p == 0``. ``p == 1`` gives zeros
     (as PyTorch). The mask is drawn from ``generator`` (an ``np.random.Generator``), by default
-    ``tinydl.tensor.default_generator()``, so ``td.manual_seed`` makes it reproducible.
+    ``tinydl.tensor.default_generator()``, so ``td.manual_seed`` makes it reproducible (on a GPU
+    from a device generator seeded from it: reproducible too, but other masks than the CPU's).
     """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout: probability p must be in [0, 1], got {p}")
@@ -27,7 +28,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, generator=None) ->
         return x * 0
     if generator is None:
         generator = default_generator()
-    keep = generator.random(x.shape, dtype=np.float32) >= np.float32(p)
+    keep = uniform(generator, x.shape, like=x.data) >= np.float32(p)
     # NOTE: the scale is taken in x's dtype so float16/float32 stay as they are.
     mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))
-    return x * Tensor._wrap(get_array_module(x.data).asarray(mask))
+    return x * Tensor._wrap(mask)

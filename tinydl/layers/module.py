@@ -9,6 +9,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..autograd import Tensor
+from ..backend import get_device, transfer
 from ..errors import TinydlError
 from ..tensor import Parameter
 from ..tensor_methods import parse_to_args
@@ -204,7 +205,8 @@ class Module:
         wrong = []
         for k, target in own.items():
             if k in state_dict:
-                shape = tuple(np.shape(_raw(state_dict[k])))
+                raw = _raw(state_dict[k])
+                shape = tuple(raw.shape if hasattr(raw, "shape") else np.shape(raw))
                 if shape != target.shape:
                     wrong.append(f"{k}: checkpoint {shape} vs model {target.shape}")
         if wrong or (strict and (missing or unexpected)):
@@ -223,8 +225,10 @@ class Module:
         for k, target in own.items():
             if k in state_dict:
                 value = _raw(state_dict[k])
-                xp_value = value if type(value) is type(target.data) else np.asarray(value)
-                target.data[...] = xp_value.astype(target.dtype, copy=False)
+                if type(value) is not type(target.data):  # NumPy <-> CuPy, lists, numbers
+                    value = value if hasattr(value, "__cuda_array_interface__") else np.asarray(value)
+                    value = transfer(value, get_device(target.data))
+                target.data[...] = value.astype(target.dtype, copy=False)
         return IncompatibleKeys(missing, unexpected)
 
     def to(self, *args, device=None, dtype=None) -> Module:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .optimizer import Optimizer, require
+from .optimizer import Optimizer, eps_divide, fused, require
 
 __all__ = ["Adam", "AdamW", "adam_update", "lerp_"]
 
@@ -82,7 +82,7 @@ def adam_update(
     denom = np.sqrt(second, out=w1)
     denom /= bias_correction2_sqrt
     denom += eps
-    update = np.divide(exp_avg, denom, out=w1)
+    update = eps_divide(exp_avg, denom, eps)
     param += np.multiply(update, -(lr / bias_correction1), out=w1)
 
 
@@ -149,7 +149,7 @@ class Adam(Optimizer):
 
     def _update(self, p, grad, state: dict, group: dict) -> None:
         beta1, beta2 = group["betas"]
-        adam_update(
+        fused(adam_update, p.data, grad)(
             p.data,
             grad,
             state["exp_avg"],

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..autograd import Tensor, enable_grad, no_grad
-from ..backend import get_array_module
+from ..backend import cupy_backend, get_array_module
 from ..debug import check_retained_graph
 from ..errors import ShapeError, TinydlError
 
@@ -30,6 +30,28 @@ def require(ok: bool, owner: str, what: str, value, rule: str) -> None:
     """Raise ``ValueError("SGD: invalid learning rate -0.1; lr must be >= 0")`` unless ``ok``."""
     if not ok:
         raise ValueError(f"{owner}: invalid {what} {value!r}; {rule}")
+
+
+def eps_divide(num, denom, eps: float):
+    """``num / denom`` written into ``denom``, a denominator that already holds ``+ eps``.
+
+    Where ``eps`` is 0, or rounds to 0 in the parameter's dtype (float16 flushes 1e-8), a zero
+    denominator gives a zero step, the limit of ``0 / eps``, instead of ``0 / 0 = NaN``."""
+    if eps > 0 and denom.dtype.type(eps) != 0:  # the common case: every denominator >= eps > 0
+        return np.divide(num, denom, out=denom)
+    zero = denom == 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.divide(num, denom, out=denom)
+    denom[zero] = 0
+    return denom
+
+
+def fused(update: Callable, param, grad) -> Callable:
+    """``update`` (``sgd_update``, ``adam_update``, ...) itself, or for CuPy arrays its fused
+    CUDA twin with the same arguments (one kernel per parameter instead of about ten)."""
+    if isinstance(param, np.ndarray):
+        return update
+    return cupy_backend.fused_update(update.__name__, param, grad) or update
 
 
 # How ``Optimizer._require_nonnegative`` words its message "SGD: invalid <what> <value>; <rule>"

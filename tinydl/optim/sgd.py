@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .optimizer import Optimizer
+from .optimizer import Optimizer, fused
 
 __all__ = ["SGD", "sgd_update"]
 
@@ -127,7 +127,7 @@ class SGD(Optimizer):
 
     def _update(self, p, grad, state: dict, group: dict) -> None:
         # NOTE: no state to set up: the momentum buffer is a copy of the first step's gradient.
-        buf = sgd_update(
+        buf = fused(sgd_update, p.data, grad)(
             p.data,
             grad,
             state.get("momentum_buffer"),
