@@ -8,6 +8,7 @@ __all__ = [
     "GradcheckError",
     "BackwardError",
     "AnomalyError",
+    "SerializationError",
 ]
 
 
@@ -37,3 +38,7 @@ class GradcheckError(TinydlError, AssertionError):
 
 class AnomalyError(TinydlError, RuntimeError):
     """NaN or Inf in an op's forward output or backward gradient, under ``detect_anomaly()``."""
+
+
+class SerializationError(TinydlError, ValueError):
+    """A file that cannot be saved or loaded: unknown extension, truncated, corrupt, pickled."""

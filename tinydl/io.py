@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .autograd import Tensor
-from .errors import TinydlError
+from .errors import SerializationError
 
 __all__ = [
     "save",
@@ -68,10 +68,6 @@ _ARRAY, _TUPLE, _DICT = "__array__", "__tuple__", "__dict__"
 _TAGS = {_ARRAY, _TUPLE, _DICT}
 _VERSION = 1
 _CHECKPOINT = "tinydl_checkpoint"
-
-
-class SerializationError(TinydlError, ValueError):
-    """A file that cannot be saved or loaded: unknown extension, truncated, corrupt, pickled."""
 
 
 class _Bad(Exception):

@@ -10,15 +10,18 @@ import numpy as np
 
 from ..autograd import Tensor
 from ..backend import get_device, transfer
-from ..errors import TinydlError
+from ..errors import SerializationError
 from ..tensor import Parameter
 from ..tensor_methods import parse_to_args
 
 __all__ = ["Module", "StateDictError"]
 
 
-class StateDictError(TinydlError, KeyError):
-    """A state dict that does not fit the model: missing, unexpected or wrongly-shaped keys."""
+class StateDictError(SerializationError, KeyError):
+    """A state dict that does not fit the model: missing, unexpected or wrongly-shaped keys.
+
+    A ``SerializationError`` (loading a checkpoint into the wrong model is a failed load) and a
+    ``KeyError`` (as PyTorch's ``load_state_dict``)."""
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
