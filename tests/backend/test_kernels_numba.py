@@ -219,3 +219,26 @@ def test_without_numba_the_reference_kernels_run_with_a_warning():
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("numpy numpy")
     assert "numba unusable" in run.stdout and "running the NumPy reference" in run.stderr
+
+
+@given(data=st.data())
+def test_maxpool_2x2_fast_path_equals_the_reference(data):
+    shape = (
+        data.draw(st.integers(1, 2)),
+        data.draw(st.integers(1, 3)),
+        2 * data.draw(st.integers(1, 4)) + data.draw(st.integers(0, 1)),
+        2 * data.draw(st.integers(1, 4)) + data.draw(st.integers(0, 1)),
+    )
+    x = np.ascontiguousarray(data.draw(arrays_any_layout(shape)))
+    specials = data.draw(
+        st.lists(
+            st.tuples(st.integers(0, x.size - 1), st.sampled_from([np.nan, np.inf, -np.inf, 0.0])),
+            max_size=4,
+        )
+    )
+    for i, v in specials:
+        x.reshape(-1)[i] = v
+    out, arg = B.maxpool2d_forward(x, 2, 2, 0)
+    ref_out, ref_arg = R.maxpool2d_forward(x, 2, 2, 0)
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(arg, ref_arg)

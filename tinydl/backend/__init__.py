@@ -37,7 +37,11 @@ class Device:
         if not isinstance(spec, str):
             raise DeviceError(f"device: expected a string like 'cpu' or 'cuda:0', got {spec!r}")
         kind, colon, idx = spec.partition(":")
-        if kind not in ("cpu", "cuda") or (colon and not idx.isdigit()) or (kind == "cpu" and colon):
+        if (
+            kind not in ("cpu", "cuda")
+            or (colon and not idx.isdigit())
+            or (kind == "cpu" and colon)
+        ):
             raise DeviceError(f"device: unknown device {spec!r}; use 'cpu', 'cuda' or 'cuda:N'")
         self.type = kind
         self.index = int(idx) if idx else (0 if kind == "cuda" else None)

@@ -226,8 +226,7 @@ SPECS = {
 SPECS["adam_amsgrad"] = Spec(
     SPECS["adam"].inputs,
     SPECS["adam"].outputs + ", T max_exp_avg_sq",
-    SPECS["adam"]
-    .body.replace(
+    SPECS["adam"].body.replace(
         "const T denom = sqrt(exp_avg_sq)",
         "max_exp_avg_sq = (isnan(max_exp_avg_sq) || max_exp_avg_sq > exp_avg_sq)\n"
         "            ? T(max_exp_avg_sq) : T(exp_avg_sq);\n"
@@ -391,8 +390,17 @@ def batchnorm_backward(grad, xhat, weight, inv_std):
 
 
 def fused_sgd_update(
-    param, grad, momentum_buffer, *, lr, momentum, dampening, nesterov, weight_decay,
-    maximize, work=None,
+    param,
+    grad,
+    momentum_buffer,
+    *,
+    lr,
+    momentum,
+    dampening,
+    nesterov,
+    weight_decay,
+    maximize,
+    work=None,
 ):
     """``sgd.sgd_update`` in one kernel (same arguments; ``work`` is not needed)."""
     if momentum == 0:
@@ -409,8 +417,22 @@ def fused_sgd_update(
 
 
 def fused_adam_update(
-    param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *, step, lr, beta1, beta2, eps,
-    weight_decay, amsgrad, maximize, decoupled, work=None,
+    param,
+    grad,
+    exp_avg,
+    exp_avg_sq,
+    max_exp_avg_sq,
+    *,
+    step,
+    lr,
+    beta1,
+    beta2,
+    eps,
+    weight_decay,
+    amsgrad,
+    maximize,
+    decoupled,
+    work=None,
 ):
     """``adam.adam_update`` in one kernel (same arguments; ``work`` is not needed)."""
     w1 = 1 - beta1
