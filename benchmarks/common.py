@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import importlib.metadata
+import importlib.util
 import os
 import platform
 import resource
@@ -41,6 +42,7 @@ __all__ = [
     "machine_info",
     "format_table",
     "write_results",
+    "start",
 ]
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -161,19 +163,9 @@ def _cpu_model() -> str:
 
 
 def _blas() -> str:
-    if HAVE_THREADPOOLCTL:
-        libs = [i for i in threadpoolctl.threadpool_info() if i.get("user_api") == "blas"]
-        if libs:
-            i = libs[0]
-            return (
-                f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, "
-                f"{i.get('threading_layer')})"
-            )
-    try:
-        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-        return f"{blas.get('name')} {blas.get('version')}"
-    except (TypeError, KeyError):  # NumPy < 1.25 has no mode="dicts"
-        return "unknown (see numpy.show_config())"
+    from tinydl.sysinfo import blas_info
+
+    return blas_info(threads=False)  # the table's header states the threads used
 
 
 def _version(dist: str) -> str:
@@ -240,3 +232,17 @@ def write_results(title: str, info: dict, table: str, notes: list[str]) -> Path:
     with open(RESULTS, "a", encoding="utf-8") as f:
         f.write(text)
     return RESULTS
+
+
+def start(args) -> tuple[dict, object, str]:
+    """What a benchmark does first, in the same process for both frameworks: import PyTorch
+    when present, record the machine, limit both to ``args.threads`` and print the header.
+    Returns ``(machine info, torch module or None, how the BLAS was limited)``."""
+    torch_mod = None
+    if importlib.util.find_spec("torch") is not None:
+        import torch as torch_mod
+    info = machine_info(args.threads)
+    blas = limit_threads(args.threads, torch_mod)
+    print(f"threads: {blas}")
+    print("\n".join(header_lines(info)), flush=True)
+    return info, torch_mod, blas

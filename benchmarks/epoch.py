@@ -225,7 +225,7 @@ def main(argv=None) -> int:
     xs, ys, source = load_batches(n_batches, args.batch_size)
     print(f"data: {source}; batch {args.batch_size}; {args.warmup} warm-up + {args.steps} timed")
     print("\n".join(common.header_lines(info)), flush=True)
-    rows, results = [], []
+    rows = []
     with tempfile.TemporaryDirectory(prefix="tinydl-bench-") as tmp:
         data = Path(tmp) / "batches.npz"
         np.savez(data, x=xs, y=ys)
@@ -233,7 +233,6 @@ def main(argv=None) -> int:
             ref = _run_worker("torch", name, data, args) if have_torch else None
             for kernels in variants:
                 ours = _run_worker("tinydl", name, data, args, kernels)
-                results += [ours]
                 rows.append(_row(name, ours, ref, args.batch_size))
                 print(
                     f"  {name} ({kernels}): tinydl {_ms(ours)} ms"

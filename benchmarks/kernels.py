@@ -11,7 +11,6 @@ the Python of the autograd engine. ``fwd`` is the forward alone under ``no_grad`
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 
 import numpy as np
@@ -187,14 +186,8 @@ def main(argv=None) -> int:
         parser.error(f"--kernels: unavailable {bad or variants}; choose from numba,numpy")
     if args.steps < 1 or args.warmup < 0 or args.threads < 1:
         parser.error("--steps and --threads must be >= 1, --warmup >= 0")
-    have_torch = importlib.util.find_spec("torch") is not None
-    torch_mod = None
-    if have_torch:
-        import torch as torch_mod
-    info = common.machine_info(args.threads)
-    blas = common.limit_threads(args.threads, torch_mod)
-    print(f"threads: {blas}")
-    print("\n".join(common.header_lines(info)), flush=True)
+    info, torch_mod, _ = common.start(args)
+    have_torch = torch_mod is not None
     rows, notes = run(args, have_torch, variants)
     headers = [
         "op",

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 
 import numpy as np
@@ -68,13 +67,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.steps < 1 or args.warmup < 0 or args.threads < 1:
         parser.error("--steps and --threads must be >= 1, --warmup >= 0")
-    have_torch = importlib.util.find_spec("torch") is not None
-    torch_mod = None
-    if have_torch:
-        import torch as torch_mod
-    info = common.machine_info(args.threads)
-    common.limit_threads(args.threads, torch_mod)
-    print("\n".join(common.header_lines(info)), flush=True)
+    info, torch_mod, _ = common.start(args)
+    have_torch = torch_mod is not None
     ours = _cases("tinydl")
     ref = _cases("torch") if have_torch else {}
     rows = []

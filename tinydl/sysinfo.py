@@ -7,11 +7,12 @@ import platform
 
 import numpy as np
 
-__all__ = ["info", "format_info"]
+__all__ = ["info", "format_info", "blas_info"]
 
 
-def _blas() -> str:
-    """The BLAS NumPy calls, with its thread count when threadpoolctl is installed."""
+def blas_info(threads: bool = True) -> str:
+    """The BLAS NumPy calls (with threadpoolctl installed: its CPU kernel, threading layer and,
+    with ``threads``, its current thread count)."""
     try:
         import threadpoolctl
 
@@ -19,7 +20,8 @@ def _blas() -> str:
             if lib.get("user_api") == "blas":
                 return (
                     f"{lib.get('internal_api')} {lib.get('version')} "
-                    f"({lib.get('architecture')}, {lib.get('num_threads')} threads)"
+                    f"({lib.get('architecture')}, {lib.get('threading_layer')}"
+                    + (f", {lib.get('num_threads')} threads)" if threads else ")")
                 )
     except ImportError:
         pass
@@ -51,7 +53,7 @@ def info() -> dict:
         "numba": numba_version,
         "kernels": f"{chosen} ({why}; available: {', '.join(available)})"
         + (f"; numba unusable: {kernels.NUMBA_ERROR}" if kernels.NUMBA_ERROR else ""),
-        "blas": _blas(),
+        "blas": blas_info(),
         "threads": f"{os.cpu_count()} logical cores; BLAS multi-threaded, Numba kernels serial "
         "beside it (no competing thread pools)",
         "im2col budget": f"{kernels.get_im2col_budget() / 2**20:g} MiB",

@@ -167,9 +167,7 @@ def conv2d(x: Tensor, weight: Tensor, bias=None, stride=1, padding=0, dilation=1
     _check_conv_shapes(x, weight, bias, groups)
     cout, _, kh, kw = weight.shape
     _, stride, padding, dilation = _window_args("conv2d", 1, stride, padding, dilation)
-    oh, ow = _output_hw("conv2d", x.shape, (kh, kw), stride, padding, dilation)
-
-    del oh, ow  # checked above; the Function recomputes them
+    _output_hw("conv2d", x.shape, (kh, kw), stride, padding, dilation)  # a clear error first
     return Conv2d.apply(x, weight, bias, stride, padding, dilation, groups)
 
 
@@ -196,24 +194,20 @@ class Conv2d(Function):
         args = ((kh, kw), stride, padding, dilation)
         ctx.args, ctx.groups, ctx.x_shape = args, groups, x.shape
         w2 = weight.reshape(cout, -1)
+        oh, ow = _output_hw("conv2d", x.shape, (kh, kw), stride, padding, dilation)
+        out = xp.empty((n, cout, oh * ow), dtype=x.dtype)
         im2col_ = get_kernel("im2col", like=x)
         chunk = im2col_chunk(x.shape, kh, kw, x.dtype.itemsize, *args[1:])
-        out = None
         for s in range(0, n, chunk):
             cols = im2col_(x[s : s + chunk], kh, kw, stride, padding, dilation)
-            y = _gemm(w2, cols, groups)  # (C_out, n_chunk * OH*OW)
-            if out is None:
-                oh_ow = y.shape[1] // min(chunk, n)
-                out = xp.empty((n, cout, oh_ow), dtype=y.dtype)
-            # (C_out, n, P) -> (n, C_out, P) in the pass that adds the bias
-            y = y.reshape(cout, -1, oh_ow).transpose(1, 0, 2)
+            # (C_out, n_chunk*OH*OW) -> (n_chunk, C_out, OH*OW) in the pass that adds the bias
+            y = _gemm(w2, cols, groups).reshape(cout, -1, oh * ow).transpose(1, 0, 2)
             if bias is None:
                 out[s : s + chunk] = y
             else:
                 xp.add(y, bias.reshape(cout, 1), out=out[s : s + chunk])
         ctx.chunk = chunk
         ctx.save_for_backward(x, weight, cols if chunk >= n else None)
-        oh, ow = _output_hw("conv2d", x.shape, (kh, kw), stride, padding, dilation)
         return out.reshape(n, cout, oh, ow)
 
     @staticmethod
@@ -224,14 +218,16 @@ class Conv2d(Function):
         w2 = weight.reshape(cout, -1)
         gx = gw = None
         if need_w or need_x:
-            chunk = ctx.chunk if not is_grad_enabled() else n  # create_graph: one piece
+            create_graph = is_grad_enabled()
+            chunk = n if create_graph else ctx.chunk  # create_graph: one differentiable piece
+            if create_graph:
+                cols = None  # the saved columns are constants: rebuild them from x
             gx_parts = []
             for s in range(0, n, chunk):
                 xs, gs = (x, grad) if chunk >= n else (x[s : s + chunk], grad[s : s + chunk])
                 g2 = gs.permute(1, 0, 2, 3).reshape(cout, -1)  # (C_out, n*OH*OW)
                 if need_w:
-                    c = cols if cols is not None and not is_grad_enabled() else None
-                    c = Im2col.apply(xs, *ctx.args) if c is None else c
+                    c = Im2col.apply(xs, *ctx.args) if cols is None else cols
                     part = _grad_weight(g2, c, ctx.groups)
                     gw = part if gw is None else gw + part
                 if need_x:

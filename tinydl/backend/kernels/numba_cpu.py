@@ -156,8 +156,7 @@ def _maxpool_fwd_2x2(xf, planes, h, w, oh, ow, out, argmax):
                 if v3 > best:
                     best, at = v3, 3
                 if best == best and (v1 != v1 or v2 != v2 or v3 != v3):
-                    at = 1 if v1 != v1 else (2 if v2 != v2 else 3)
-                    best = xf[r0 + c + 1] if at == 1 else (xf[r1 + c] if at == 2 else v3)
+                    best, at = np.nan, 1 if v1 != v1 else (2 if v2 != v2 else 3)
                 out[o + uint64(xo)] = best
                 argmax[o + uint64(xo)] = at
 
