@@ -20,6 +20,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .backend import to_numpy
+
 __all__ = [
     "accuracy",
     "top_k_accuracy",
@@ -52,9 +54,7 @@ class PRF(NamedTuple):
 def _as_numpy(x, fn: str, name: str) -> np.ndarray:
     if hasattr(x, "detach") and hasattr(x, "data"):  # a tinydl Tensor (maybe on a GPU)
         x = x.detach().numpy()
-    elif hasattr(x, "get") and type(x).__module__.startswith("cupy"):
-        x = x.get()
-    a = np.asarray(x)
+    a = to_numpy(x)
     if a.dtype == object or a.dtype.kind not in "biuf":
         raise ValueError(f"{fn}: {name} must hold numbers, got dtype {a.dtype}")
     return a

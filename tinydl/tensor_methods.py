@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .backend import Device, get_device
+from .backend import Device, get_device, to_numpy
 from .backend import as_array as _as_array
 from .dtypes import to_dtype
 from .errors import BackwardError, ShapeError
@@ -89,7 +89,7 @@ class TensorMethods:
         that requires grad, as PyTorch does; call ``.detach().numpy()``."""
         if self._requires_grad:
             raise BackwardError("numpy: the tensor requires grad; use tensor.detach().numpy()")
-        return self.data if isinstance(self.data, np.ndarray) else self.data.get()
+        return to_numpy(self.data)
 
     def tolist(self):
         return self.detach().numpy().tolist()

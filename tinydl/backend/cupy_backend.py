@@ -6,8 +6,8 @@ succeeds on machines without a GPU, so CUDA counts as available only when the CU
 reports a device. Asking for ``"cuda"`` where it is not available raises ``DeviceError`` with the
 missing piece (CuPy, or a GPU) in the message.
 
-On the first successful use the CUDA kernels (``kernels/cuda.py``) are registered as the
-``"cuda"`` variant, so ``get_kernel(op, like=cupy_array)`` returns them.
+The CUDA kernels (``kernels/cuda.py``) build on this module; ``kernels.get_kernel`` loads them
+for CuPy arrays. This module imports nothing else of tinydl but ``errors``.
 """
 
 from __future__ import annotations
@@ -31,13 +31,12 @@ __all__ = [
     "seed",
     "to_device",
     "uniform",
-    "fused_update",
     "AsyncCopier",
 ]
 
 _lock = threading.Lock()
 # filled once by _probe(): the cupy module (None when unusable), the GPU count, why not
-_state: dict = {"probed": False, "cupy": None, "count": 0, "reason": None, "kernels": False}
+_state: dict = {"probed": False, "cupy": None, "count": 0, "reason": None}
 
 
 def _probe() -> None:
@@ -103,17 +102,7 @@ def cupy_module(device=None):
             f"device '{name}': there are {_state['count']} CUDA GPU(s) here "
             f"(cuda:0 to cuda:{_state['count'] - 1})"
         )
-    if not _state["kernels"]:
-        _register_kernels()
     return cp
-
-
-def _register_kernels() -> None:
-    from . import kernels
-    from .kernels import cuda
-
-    kernels.register_kernels("cuda", {op: getattr(cuda, op) for op in kernels.OPS})
-    _state["kernels"] = True
 
 
 def synchronize(device=None) -> None:
@@ -185,21 +174,6 @@ def uniform(generator: np.random.Generator, shape, device):
             _generators.popitem(last=False)
     with cp.cuda.Device(device.index):
         return entry[1].random_sample(tuple(shape), dtype=np.float32)
-
-
-# ----------------------------------------------------------------------------- optimizers
-
-
-def fused_update(name: str, param, grad):
-    """The fused CUDA twin of the optimizer update ``name`` (``"sgd_update"``,
-    ``"adam_update"``) for CuPy arrays of one floating dtype, or None (then the plain update
-    runs, through CuPy's ufuncs)."""
-    if param.dtype != grad.dtype or param.dtype not in (np.float32, np.float64):
-        return None
-    cupy_module()
-    from .kernels import cuda
-
-    return getattr(cuda, "fused_" + name, None)
 
 
 # ----------------------------------------------------------------------------- host to device

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..autograd import Tensor, enable_grad, no_grad
-from ..backend import cupy_backend, get_array_module
+from ..backend import get_array_module, is_device_array, kernels, to_numpy
 from ..debug import check_retained_graph
 from ..errors import ShapeError, TinydlError
 
@@ -39,19 +39,21 @@ def eps_divide(num, denom, eps: float):
     denominator gives a zero step, the limit of ``0 / eps``, instead of ``0 / 0 = NaN``."""
     if eps > 0 and denom.dtype.type(eps) != 0:  # the common case: every denominator >= eps > 0
         return np.divide(num, denom, out=denom)
+    # NOTE: arithmetic instead of ``denom[zero] = 0``: a boolean-mask assignment reads the mask's
+    # count back to the host on a GPU. Dividing by 1 there and multiplying by 0 keeps it on device.
     zero = denom == 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        np.divide(num, denom, out=denom)
-    denom[zero] = 0
+    denom += zero
+    np.divide(num, denom, out=denom)
+    denom *= ~zero
     return denom
 
 
 def fused(update: Callable, param, grad) -> Callable:
     """``update`` (``sgd_update``, ``adam_update``, ...) itself, or for CuPy arrays its fused
     CUDA twin with the same arguments (one kernel per parameter instead of about ten)."""
-    if isinstance(param, np.ndarray):
+    if not is_device_array(param):
         return update
-    return cupy_backend.fused_update(update.__name__, param, grad) or update
+    return kernels.fused_update(update.__name__, param, grad) or update
 
 
 # How ``Optimizer._require_nonnegative`` words its message "SGD: invalid <what> <value>; <rule>"
@@ -65,8 +67,8 @@ _NONNEGATIVE_WORDING = {
 
 def _to_numpy(value):
     """A copy of a state value as NumPy (CuPy arrays come back to the host)."""
-    if hasattr(value, "get") and type(value).__module__.startswith("cupy"):
-        return value.get()
+    if is_device_array(value):
+        return to_numpy(value)  # a copy already
     if isinstance(value, np.ndarray):
         return value.copy()
     return value

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..autograd import Tensor, grad
+from ..backend import to_numpy
 from ..gradcheck import gradcheck, gradgradcheck
 
 __all__ = ["assert_close", "assert_grad_close", "assert_grads_match"]
@@ -15,7 +16,7 @@ __all__ = ["assert_close", "assert_grad_close", "assert_grads_match"]
 def _array(x) -> np.ndarray:
     if isinstance(x, Tensor):
         x = x.detach().data
-    return x.get() if hasattr(x, "get") else np.asarray(x)
+    return to_numpy(x)
 
 
 def assert_close(actual, expected, rtol: float = 1e-7, atol: float = 0.0, msg: str = ""):

@@ -34,6 +34,7 @@ __all__ = [
     "OPS",
     "KERNELS",
     "get_kernel",
+    "fused_update",
     "register_kernels",
     "use_kernels",
     "set_im2col_budget",
@@ -80,6 +81,26 @@ def _load_numba() -> bool:
         else:
             KERNELS["numba"] = {op: getattr(numba_cpu, op) for op in OPS}
     return "numba" in KERNELS
+
+
+def _load_cuda() -> None:
+    """Register the CUDA kernels on first use (their module builds CuPy kernels lazily)."""
+    if "cuda" not in KERNELS:
+        from . import cuda
+
+        KERNELS["cuda"] = {op: getattr(cuda, op) for op in OPS}
+
+
+def fused_update(name: str, param, grad):
+    """The fused CUDA twin of the optimizer update ``name`` (``"sgd_update"``,
+    ``"adam_update"``) for CuPy arrays of one floating dtype, or None (then the plain update
+    runs, through the array module's ufuncs)."""
+    if param.dtype != grad.dtype or param.dtype.kind != "f" or param.dtype.itemsize < 4:
+        return None
+    _load_cuda()
+    from . import cuda
+
+    return getattr(cuda, "fused_" + name, None)
 
 
 def available_kernels() -> list[str]:
@@ -171,6 +192,8 @@ def get_kernel(op: str, variant: str | None = None, like=None):
                 variant = "numpy"
         else:
             variant = {"cupy": "cuda"}.get(module, module)
+            if variant == "cuda":
+                _load_cuda()
             if variant not in KERNELS:
                 variant = "numpy"  # the reference is written against the array module
     if variant not in KERNELS:

@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..cupy_backend import cupy_module
 from . import numpy_ref
 
 __all__ = [
@@ -238,8 +239,6 @@ SPECS["adam_amsgrad"] = Spec(
 
 def _cupy():
     """The ``cupy`` module (through the backend, the one place that imports it)."""
-    from ..cupy_backend import cupy_module
-
     return cupy_module()
 
 

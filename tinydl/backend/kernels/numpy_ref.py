@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import get_array_module
+from ..device import get_array_module
 
 __all__ = [
     "conv_output_size",
