@@ -233,7 +233,7 @@ def test_interrupted_save_keeps_the_previous_file(fmt, tmp_path, monkeypatch, ex
     path = tmp_path / f"best{fmt}"
     tio.save({"w": np.arange(3.0)}, path)
     before = path.read_bytes()
-    monkeypatch.setattr(tio, "_write_chunks", _half_then(exc))
+    monkeypatch.setattr(tio.atomic, "_write_chunks", _half_then(exc))
     with pytest.raises(type(exc)):
         tio.save({"w": np.arange(1000.0)}, path)
     assert path.read_bytes() == before

@@ -20,13 +20,11 @@ it. Any malformed file raises :class:`SerializationError` naming the file and th
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import io
 import json
 import math
 import os
-import secrets
 import struct
 import sys
 import tokenize
@@ -37,8 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .autograd import Tensor
-from .errors import SerializationError
+from ..autograd import Tensor
+from ..errors import SerializationError
+from . import atomic
 
 __all__ = [
     "save",
@@ -93,41 +92,6 @@ def _format(path: Path, fn: str) -> str:
             "or .npz (never pickle formats such as .pt or .pkl, which can run code when loaded)"
         )
     return suffix
-
-
-# ----------------------------------------------------------------------------- atomic write
-
-
-def _write_chunks(f, data: bytes) -> None:
-    """Write ``data`` in 1 MiB pieces (tests replace this to simulate a crash mid-write)."""
-    view = memoryview(data)
-    for i in range(0, len(view), 1 << 20):
-        f.write(view[i : i + (1 << 20)])
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"save: the folder '{path.parent}' does not exist; create it first")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    # 0o666 so the umask applies, as for a file opened with open(path, "wb")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            _write_chunks(f, data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # KeyboardInterrupt too: never leave the temporary file behind
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
-        with contextlib.suppress(OSError):
-            dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
 
 
 # ----------------------------------------------------------------------------- tree <-> JSON
@@ -504,7 +468,7 @@ def save(obj: Mapping, path) -> None:
         blob = _npz_bytes(arrays, meta)
     else:
         blob = _safetensors_numpy()[1].save(arrays, metadata={_META_KEY: meta})
-    _atomic_write(path, blob)
+    atomic.atomic_write(path, blob)
 
 
 def load(path, *, as_tensors: bool = False) -> dict:
