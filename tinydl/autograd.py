@@ -55,6 +55,7 @@ class Context:
         "input_meta",
         "output_meta",
         "hooks",
+        "materialize_grads",
         "_to_save",
         "_saved",
         "__dict__",
@@ -67,12 +68,18 @@ class Context:
         self.input_meta = ()
         self.output_meta = ()
         self.hooks = None
+        self.materialize_grads = True
         self._to_save = ()
         self._saved = ()
 
     @property
     def name(self) -> str:
         return self.fn.__name__ if self.fn is not None else "Context"
+
+    def set_materialize_grads(self, value: bool) -> None:
+        """With ``False``, ``backward`` gets ``None`` (not zeros) for an output that received
+        no gradient, as in PyTorch: it can skip that work without looking at the values."""
+        self.materialize_grads = bool(value)
 
     def save_for_backward(self, *arrays):
         """Keep arrays for backward. Inputs and outputs come back as the graph's own Tensors,
@@ -363,10 +370,12 @@ def _count_dependencies(roots):
 def _call_backward(node, grads):
     if node._saved is _FREED:
         _ = node.saved_tensors  # raises the "second time" error
-    full = [
-        g if g is not None else Tensor._wrap(_zeros(shape, dtype, grads))
-        for g, (shape, dtype) in zip(grads, node.output_meta)
-    ]
+    full = grads
+    if node.materialize_grads:
+        full = [
+            g if g is not None else Tensor._wrap(_zeros(shape, dtype, grads))
+            for g, (shape, dtype) in zip(grads, node.output_meta)
+        ]
     out = node.fn.backward(node, *full)
     out = out if isinstance(out, tuple) else (out,)
     if len(out) < len(node.edges):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .autograd import Tensor, grad, record_ops
+from .backend import get_array_module, to_numpy
 from .errors import DTypeError, GradcheckError
 from .grad_mode import enable_grad, no_grad
 
@@ -26,14 +27,20 @@ def _float_outputs(out) -> list[Tensor]:
     return [o for o in _as_tuple(out) if isinstance(o, Tensor) and o.dtype.kind == "f"]
 
 
-def _directions(outputs, seed: int) -> list[np.ndarray]:
+def _directions(outputs, seed: int) -> list:
+    """One random direction per output, drawn on the host (the same on every device) and put
+    on the output's device."""
     rng = np.random.default_rng(seed)
-    return [rng.standard_normal(o.shape).astype(o.dtype) for o in outputs]
+    return [
+        get_array_module(o.data).asarray(rng.standard_normal(o.shape).astype(o.dtype))
+        for o in outputs
+    ]
 
 
 def _projection(fn, inputs, vs) -> float:
+    """``sum_k v_k . out_k`` in float64, summed on the outputs' device; one number comes back."""
     outs = _float_outputs(fn(*inputs))
-    return sum(float((np.asarray(o.data, dtype=np.float64) * v).sum()) for o, v in zip(outs, vs))
+    return sum(float(to_numpy((o.data.astype(np.float64) * v).sum())) for o, v in zip(outs, vs))
 
 
 def _check(fn, inputs, eps, atol, rtol, seed):
@@ -79,7 +86,7 @@ def _check(fn, inputs, eps, atol, rtol, seed):
         a = (
             np.zeros_like(numeric)
             if analytic[k] is None
-            else np.asarray(analytic[k].data, np.float64)
+            else to_numpy(analytic[k].data).astype(np.float64)
         )
         close = np.isclose(a, numeric, rtol=rtol, atol=atol, equal_nan=True)
         if not close.all():

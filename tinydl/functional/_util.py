@@ -26,6 +26,8 @@ def lift(x, like: Tensor | None = None) -> Tensor:
         else:
             dtype = np.int64 if not isinstance(x, bool) else np.bool_
         return Tensor._wrap(get_array_module(like.data).asarray(x, dtype=dtype))
+    if isinstance(x, np.generic) and like is not None:  # np.float32(2), np.int64(3): like's device
+        return Tensor._wrap(get_array_module(like.data).asarray(x))
     if isinstance(x, float):
         return Tensor._wrap(np.asarray(x, dtype=default_float))
     if isinstance(x, (bool, int)):

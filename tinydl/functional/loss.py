@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Function, Tensor, is_grad_enabled
-from ..backend import get_array_module
+from ..backend import as_array, get_array_module, is_device_array
+from ..debug import is_anomaly_enabled
 from ..errors import DTypeError, ShapeError
 from .activation import log_softmax, log_softmax_array
 
@@ -53,7 +54,9 @@ def _weighted_sum(coef, values, dim):
     """``-sum_c coef * values``; a class with coefficient 0 adds nothing even at ``-inf``."""
     with np.errstate(invalid="ignore"):
         prod = coef * values
-    prod[coef == 0] = 0  # NOTE: 0 * -inf is nan; a masked-out logit must not poison the loss
+    # NOTE: 0 * -inf is nan; a masked-out logit must not poison the loss. copyto, not a mask
+    # assignment, which reads the mask's count back to the host on a GPU.
+    get_array_module(prod).copyto(prod, 0, where=coef == 0)
     return -prod.sum(axis=dim)
 
 
@@ -101,7 +104,7 @@ class NLLLoss(Function):
 
 
 def _data(t):
-    return t.data if isinstance(t, Tensor) else np.asarray(t)
+    return t.data if isinstance(t, Tensor) else as_array(t)
 
 
 def _class_view(op, weight, x, dim):
@@ -133,13 +136,18 @@ def _index_coefficients(op, x, target, weight, ignore_index, smoothing, dim):
     c = x.shape[dim]
     keep = t != ignore_index
     bad = keep & ((t < 0) | (t >= c))
-    if bad.any():
+    # NOTE: on a GPU this check would wait for the device and read back every step; there an
+    # out-of-range target makes the loss NaN instead (below), and anomaly mode checks as here.
+    on_device = is_device_array(bad)
+    if (not on_device or is_anomaly_enabled()) and bad.any():
         raise IndexError(f"{op}: target {int(t[bad].ravel()[0])} is out of bounds for {c} classes")
     safe = xp.where(keep, t, 0)
     classes = xp.arange(c).reshape((c,) + (1,) * (x.ndim - dim - 1))
     onehot = xp.expand_dims(safe, dim) == classes
     w = _class_view(op, weight, x, dim)
     picked = keep.astype(x.dtype) if w is None else w.reshape(-1)[safe] * keep
+    if on_device:
+        picked = xp.where(bad, xp.nan, picked)
     coef = onehot * xp.expand_dims(picked, dim)
     if smoothing:
         spread = xp.expand_dims(keep, dim) * (1.0 if w is None else w)

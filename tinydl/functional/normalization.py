@@ -42,16 +42,19 @@ class Normalize(Function):
             _update_running(running, mean, var, x.size // mean.size)
         ctx.axes, ctx.n = axes, x.size // mean.size
         ctx.save_for_backward(xhat, inv_std)
+        ctx.set_materialize_grads(False)  # inv_std rarely gets a gradient: skip its term then
         return xhat, inv_std
 
     @staticmethod
     def backward(ctx, grad, grad_inv_std):
         xhat, inv_std = ctx.saved_tensors
         axes = ctx.axes
-        gx = inv_std * (grad - _mean(grad, axes) - xhat * _mean(grad * xhat, axes))
-        # NOTE: grad_inv_std is zeros unless a double backward reaches inv_std; skip the work then.
-        if grad_inv_std.requires_grad or bool(grad_inv_std.data.any()):
-            gx = gx - xhat * (grad_inv_std * inv_std * inv_std / ctx.n)
+        gx = None
+        if grad is not None:
+            gx = inv_std * (grad - _mean(grad, axes) - xhat * _mean(grad * xhat, axes))
+        if grad_inv_std is not None:  # reached only by a double backward through inv_std
+            term = xhat * (grad_inv_std * inv_std * inv_std / ctx.n)
+            gx = -term if gx is None else gx - term
         return gx, None, None
 
 

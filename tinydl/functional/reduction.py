@@ -327,14 +327,14 @@ def _prod_of_others(x: Tensor, dims: tuple) -> Tensor:
     """For each element, the product of the other elements of its slice (zeros allowed)."""
     xp = get_array_module(x.data)
     zero = x.data == 0
-    if not zero.any():
-        return prod(x, dims, keepdim=True) / x
-    if not is_grad_enabled():  # values only: count the zeros of each slice
+    if not is_grad_enabled():  # values only: count the zeros of each slice, on the device
         safe = xp.where(zero, 1, x.data)
         p = xp.prod(safe, axis=dims, keepdims=True)
         zeros = zero.sum(axis=dims, keepdims=True)
         others = xp.where(zeros == 0, p / safe, xp.where((zeros == 1) & zero, p, 0))
         return Tensor._wrap(others.astype(x.dtype))
+    if not zero.any():  # NOTE: a host read, paid only when building a graph (double backward)
+        return prod(x, dims, keepdim=True) / x
     # NOTE: differentiable again (double backward): put the K reduced elements of each slice
     # in a K x K matrix with ones on the diagonal and take its row products. O(K^2) memory, so
     # it runs only when a graph is being built and the slice holds a zero.

@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from ..autograd import Tensor
+from ..backend import get_array_module
 from ..tensor import default_generator
 
 __all__ = [
@@ -54,7 +55,9 @@ def _fans(t: Tensor) -> tuple[int, int]:
 
 
 def _fill(t: Tensor, values: np.ndarray) -> Tensor:
-    t.data[...] = values.astype(t.dtype, copy=False)
+    # NOTE: drawn on the host (one generator, the same numbers on every device), then copied
+    # to the tensor's device: CuPy refuses a NumPy array on the right of an assignment.
+    t.data[...] = get_array_module(t.data).asarray(values, dtype=t.dtype)
     return t
 
 
