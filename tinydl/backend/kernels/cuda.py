@@ -332,8 +332,9 @@ def _compute_dtype(dtype):
 
 
 def batchnorm_forward(x, weight, bias, eps):
-    """``(y, xhat, mean, var)`` as ``numpy_ref.batchnorm_forward``: the statistics by CuPy's
-    reductions, normalisation and affine in one kernel."""
+    """``(y, xhat, mean, var)`` as ``numpy_ref.batchnorm_forward``: the statistics by the
+    reference's ``batchnorm_statistics`` (CuPy reductions), normalisation and affine in one
+    kernel."""
     if not _float(x, weight, bias):
         return numpy_ref.batchnorm_forward(x, weight, bias, eps)
     xp = _cupy()
@@ -341,9 +342,8 @@ def batchnorm_forward(x, weight, bias, eps):
     ct = _compute_dtype(dtype)
     x3 = xp.ascontiguousarray(x, dtype=ct).reshape(x.shape[0], x.shape[1], -1)
     c, s = x3.shape[1], x3.shape[2]
-    mean = x3.mean(axis=(0, 2))
-    centered = x3 - mean.reshape(1, -1, 1)
-    var = (centered * centered).mean(axis=(0, 2))
+    mean, var, _ = numpy_ref.batchnorm_statistics(x3)
+    mean, var = mean.reshape(-1), var.reshape(-1)
     inv_std = 1 / xp.sqrt(var + eps)
     w = mean if weight is None else xp.ascontiguousarray(weight, dtype=ct)
     b = mean if bias is None else xp.ascontiguousarray(bias, dtype=ct)

@@ -167,16 +167,21 @@ def _channel_view(x):
     return x.reshape(x.shape[0], x.shape[1], -1)
 
 
+def batchnorm_statistics(x3):
+    """Per-channel ``(mean, var, x3 - mean)`` of ``x3`` ``(N, C, S)``, kept ``(1, C, 1)``:
+    two passes, so a large mean does not swamp the variance. Every backend's forward uses it."""
+    mean = x3.mean(axis=(0, 2), keepdims=True)
+    centered = x3 - mean
+    return mean, (centered * centered).mean(axis=(0, 2), keepdims=True), centered
+
+
 def batchnorm_forward(x, weight, bias, eps):
     """Training-mode batch normalization of ``x`` ``(N, C, *)`` per channel ``C``.
 
     Returns ``(y, xhat, mean, var)``: ``xhat = (x - mean) / sqrt(var + eps)`` with the batch
     statistics (biased variance, two passes), ``y = xhat * weight + bias`` (``weight``/``bias``
     ``(C,)`` or ``None``); ``mean`` and ``var`` have shape ``(C,)``."""
-    x3 = _channel_view(x)
-    mean = x3.mean(axis=(0, 2), keepdims=True)
-    xhat = x3 - mean
-    var = (xhat * xhat).mean(axis=(0, 2), keepdims=True)
+    mean, var, xhat = batchnorm_statistics(_channel_view(x))
     xhat *= 1 / get_array_module(x).sqrt(var + eps)
     y = xhat if weight is None else xhat * weight.reshape(1, -1, 1)
     if bias is not None:
