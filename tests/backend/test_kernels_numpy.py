@@ -2,6 +2,8 @@
 every memory layout (contiguous, strided, transposed, reversed) and both float dtypes."""
 
 import itertools
+import pathlib
+import threading
 
 import numpy as np
 import pytest
@@ -200,7 +202,7 @@ def test_maxpool_integer_input():
 def test_registry_holds_the_reference_kernels():
     assert set(kernels.KERNELS["numpy"]) == set(kernels.OPS)
     for op in kernels.OPS:
-        assert kernels.get_kernel(op, "numpy") is getattr(K, op) is getattr(kernels, op)
+        assert kernels.get_kernel(op, "numpy") is getattr(K, op)
     with pytest.raises(ValueError, match="unknown kernel variant 'fpga'"):
         kernels.get_kernel("im2col", "fpga")
     with pytest.raises(ValueError, match="unknown op 'conv'"):
@@ -245,3 +247,30 @@ def test_batchnorm_reference_against_float64_formulas():
         - np.sum(g * K.batchnorm_forward(xm, w, b, 1e-5)[0])
     ) / (2 * eps)
     np.testing.assert_allclose(dx[idx], numeric, rtol=1e-6)
+
+
+def test_the_kernel_ops_are_named_once():
+    """Every variant takes its list of ops from the reference's ``OPS``."""
+    src = pathlib.Path(kernels.__file__).parent
+    for path in src.glob("*.py"):
+        text = path.read_text()
+        assert text.count('"maxpool2d_backward",') <= (1 if path.name == "numpy_ref.py" else 0), path
+
+
+def test_kernel_switch_and_budget_are_local_to_a_thread():
+    seen = {}
+
+    def other():
+        seen["kernels"], seen["budget"] = kernels.active_kernels(), kernels.get_im2col_budget()
+
+    before = kernels.active_kernels(), kernels.get_im2col_budget()
+    with kernels.use_kernels("numpy"), kernels.im2col_budget(1234) as old:
+        assert old == before[1]
+        assert (kernels.active_kernels(), kernels.get_im2col_budget()) == ("numpy", 1234)
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+    assert seen == {"kernels": kernels._DEFAULT_VARIANT, "budget": 256 * 2**20}
+    assert (kernels.active_kernels(), kernels.get_im2col_budget()) == before
+    with pytest.raises(ValueError, match="im2col_budget: nbytes must be a positive int"):
+        kernels.im2col_budget(0)

@@ -21,7 +21,13 @@ from .device import (
     to_numpy,
     transfer,
 )
-from .kernels import active_kernels, get_im2col_budget, set_im2col_budget, use_kernels
+from .kernels import (
+    active_kernels,
+    get_im2col_budget,
+    im2col_budget,
+    set_im2col_budget,
+    use_kernels,
+)
 
 __all__ = [
     "CPU",
@@ -33,6 +39,7 @@ __all__ = [
     "get_array_module",
     "get_device",
     "get_im2col_budget",
+    "im2col_budget",
     "is_device_array",
     "kernels",
     "set_im2col_budget",

@@ -38,11 +38,9 @@ def is_device_array(x) -> bool:
 def to_numpy(x) -> np.ndarray:
     """``x`` as a NumPy array: a host copy of a device array, ``x`` itself when it is a NumPy
     array already, ``np.asarray(x)`` for numbers, NumPy scalars and lists."""
-    if isinstance(x, np.ndarray):
-        return x
     if is_device_array(x):
         return x.get()
-    return np.asarray(x)
+    return np.asarray(x)  # the array itself for a NumPy array
 
 
 class Device:

@@ -14,21 +14,13 @@ registered under that backend's name (CuPy: ``"cuda"``) or the array-generic ref
 
 from __future__ import annotations
 
+import contextvars
 import importlib.util
 import os
 import warnings
-from contextlib import contextmanager
 
 from . import numpy_ref
-from .numpy_ref import (
-    batchnorm_backward,
-    batchnorm_forward,
-    col2im,
-    conv_output_size,
-    im2col,
-    maxpool2d_backward,
-    maxpool2d_forward,
-)
+from .numpy_ref import OPS, conv_output_size
 
 __all__ = [
     "OPS",
@@ -39,27 +31,14 @@ __all__ = [
     "use_kernels",
     "set_im2col_budget",
     "get_im2col_budget",
+    "im2col_budget",
     "im2col_chunk",
     "active_kernels",
     "available_kernels",
     "conv_output_size",
-    "im2col",
-    "col2im",
-    "maxpool2d_forward",
-    "maxpool2d_backward",
-    "batchnorm_forward",
-    "batchnorm_backward",
     "numpy_ref",
 ]
 
-OPS = (
-    "im2col",
-    "col2im",
-    "maxpool2d_forward",
-    "maxpool2d_backward",
-    "batchnorm_forward",
-    "batchnorm_backward",
-)
 CPU_VARIANTS = ("numpy", "numba")
 
 # variant name -> {op name -> function}; "numba" is added on first use (see _load_numba)
@@ -132,49 +111,56 @@ def _initial_variant() -> str:
     return wanted or ("numba" if has_numba else "numpy")
 
 
-_active = _initial_variant()
+# NOTE: context-local, like grad mode: a `with use_kernels(...)` block or a plain call changes
+# the kernels of the current thread (and asyncio task) only.
+_DEFAULT_VARIANT = _initial_variant()
+_active: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "tinydl_kernels", default=_DEFAULT_VARIANT
+)
 
 
 def active_kernels() -> str:
-    """The name of the CPU kernel variant in use (``"numba"`` or ``"numpy"``)."""
-    return _active
+    """The name of the CPU kernel variant in use (``"numba"`` or ``"numpy"``) here."""
+    return _active.get()
 
 
-@contextmanager
-def _restore(previous: str):
-    global _active
-    try:
-        yield previous
-    finally:
-        _active = previous
+class _Restore:
+    """Returned by a setter: used as a ``with`` block, it restores the previous value on exit."""
+
+    def __init__(self, var: contextvars.ContextVar, value):
+        self.previous = var.get()
+        self._var, self._token = var, var.set(value)
+
+    def __enter__(self):
+        return self.previous
+
+    def __exit__(self, *exc) -> None:
+        self._var.reset(self._token)
 
 
-def use_kernels(name: str):
-    """Switch the CPU kernels to ``name`` (``"numba"`` or ``"numpy"``) now.
+def use_kernels(name: str) -> _Restore:
+    """Switch the CPU kernels of the current thread to ``name`` (``"numba"`` or ``"numpy"``).
 
     Also a context manager that switches back on exit::
 
         with td.backend.use_kernels("numpy"):
             ...  # runs the reference kernels
     """
-    global _active
     if name not in CPU_VARIANTS:
         raise ValueError(f"use_kernels: unknown CPU kernels {name!r}; choose from {CPU_VARIANTS}")
     if name == "numba" and not _load_numba():
         raise ValueError(f"use_kernels: the 'numba' kernels are unavailable ({NUMBA_ERROR})")
-    previous, _active = _active, name
-    return _restore(previous)
+    return _Restore(_active, name)
 
 
 def _fall_back_to_numpy() -> None:
-    global _active
     warnings.warn(
         f"tinydl: the Numba kernels are unusable ({NUMBA_ERROR}); running the NumPy reference "
         "kernels (slower). Set TINYDL_KERNELS=numpy to silence this.",
         RuntimeWarning,
         stacklevel=3,
     )
-    _active = "numpy"
+    _active.set("numpy")
 
 
 def get_kernel(op: str, variant: str | None = None, like=None):
@@ -186,7 +172,7 @@ def get_kernel(op: str, variant: str | None = None, like=None):
     if variant is None:
         module = type(like).__module__.split(".")[0] if like is not None else "numpy"
         if module == "numpy":
-            variant = _active
+            variant = _active.get()
             if variant == "numba" and not _load_numba():
                 _fall_back_to_numpy()
                 variant = "numpy"
@@ -205,24 +191,37 @@ def get_kernel(op: str, variant: str | None = None, like=None):
 
 # ----------------------------------------------------------------------------- im2col budget
 
-_im2col_budget = 256 * 2**20  # bytes
+_im2col_budget: contextvars.ContextVar[int] = contextvars.ContextVar(
+    "tinydl_im2col_budget", default=256 * 2**20
+)
+
+
+def _check_budget(fn: str, nbytes) -> int:
+    if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 1:
+        raise ValueError(f"{fn}: nbytes must be a positive int, got {nbytes!r}")
+    return nbytes
 
 
 def set_im2col_budget(nbytes: int) -> int:
-    """Bound the im2col column matrix to ``nbytes`` (default 256 MiB); returns the old bound.
+    """Bound the im2col column matrix to ``nbytes`` (default 256 MiB) in the current thread;
+    returns the old bound.
 
     A convolution whose columns for the whole batch would exceed it runs in chunks of images
-    that fit (at least one image per chunk)."""
-    global _im2col_budget
-    if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 1:
-        raise ValueError(f"set_im2col_budget: nbytes must be a positive int, got {nbytes!r}")
-    previous, _im2col_budget = _im2col_budget, nbytes
+    that fit (at least one image per chunk), and its backward recomputes the columns instead
+    of keeping them (see ``tinydl.functional.conv2d``)."""
+    previous = _im2col_budget.get()
+    _im2col_budget.set(_check_budget("set_im2col_budget", nbytes))
     return previous
+
+
+def im2col_budget(nbytes: int) -> _Restore:
+    """``with im2col_budget(nbytes):`` bounds the im2col columns inside the block only."""
+    return _Restore(_im2col_budget, _check_budget("im2col_budget", nbytes))
 
 
 def get_im2col_budget() -> int:
     """The current bound on the im2col column matrix, in bytes."""
-    return _im2col_budget
+    return _im2col_budget.get()
 
 
 def im2col_chunk(x_shape, kh, kw, itemsize, stride=1, padding=0, dilation=1) -> int:
@@ -230,4 +229,4 @@ def im2col_chunk(x_shape, kh, kw, itemsize, stride=1, padding=0, dilation=1) -> 
     n, c = x_shape[:2]
     oh, ow, *_ = numpy_ref._geometry(x_shape, kh, kw, stride, padding, dilation)
     per_image = c * kh * kw * oh * ow * itemsize
-    return max(1, min(n, _im2col_budget // max(per_image, 1)))
+    return max(1, min(n, _im2col_budget.get() // max(per_image, 1)))

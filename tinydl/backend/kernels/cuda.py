@@ -27,17 +27,7 @@ import numpy as np
 from ..cupy_backend import cupy_module
 from . import numpy_ref
 
-__all__ = [
-    "SPECS",
-    "im2col",
-    "col2im",
-    "maxpool2d_forward",
-    "maxpool2d_backward",
-    "batchnorm_forward",
-    "batchnorm_backward",
-    "fused_sgd_update",
-    "fused_adam_update",
-]
+__all__ = ["SPECS", *numpy_ref.OPS, "fused_sgd_update", "fused_adam_update"]
 
 
 class Spec(NamedTuple):

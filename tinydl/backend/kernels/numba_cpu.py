@@ -21,16 +21,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, uint64
 
-from .numpy_ref import _geometry, _pair
+from .numpy_ref import OPS, _geometry, _pair
 
-__all__ = [
-    "im2col",
-    "col2im",
-    "maxpool2d_forward",
-    "maxpool2d_backward",
-    "batchnorm_forward",
-    "batchnorm_backward",
-]
+__all__ = list(OPS)
 
 
 @njit(cache=True, nogil=True)

@@ -29,15 +29,16 @@ import numpy as np
 
 from ..device import get_array_module
 
-__all__ = [
-    "conv_output_size",
+# The kernel ops: every variant (Numba, CUDA) provides these, with the signatures below.
+OPS = (
     "im2col",
     "col2im",
     "maxpool2d_forward",
     "maxpool2d_backward",
     "batchnorm_forward",
     "batchnorm_backward",
-]
+)
+__all__ = ["OPS", *OPS, "conv_output_size", "batchnorm_statistics"]
 
 
 def _pair(v) -> tuple[int, int]:
