@@ -128,6 +128,31 @@ def test_round_trip_nested_with_metadata_and_tensors(fmt, tmp_path, rng):
     assert isinstance(tensors["blocks"][2], tuple)
 
 
+class _DeviceArray:
+    """Stands in for a CuPy array: save must copy it to the host with ``.get()``."""
+
+    __module__ = "cupy._core.core"  # what tinydl.backend.is_device_array looks at
+
+    def __init__(self, array):
+        self._a, self.gets = array, 0
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def get(self):
+        self.gets += 1
+        return self._a.copy()
+
+    def __array__(self, *args, **kwargs):
+        raise AssertionError("a device array was read through np.asarray, not .get()")
+
+
+def test_device_arrays_are_saved_through_one_host_copy(fmt, tmp_path):
+    w, b = np.arange(6.0).reshape(2, 3), np.ones(2, np.int8)
+    on_device = {"w": _DeviceArray(w), "fc": [_DeviceArray(b)]}
+    tio.save(on_device, tmp_path / f"m{fmt}")
+    _assert_same(tio.load(tmp_path / f"m{fmt}"), {"w": w, "fc": [b]})
+    assert on_device["w"].gets == 1 and on_device["fc"][0].gets == 1
+
+
 def test_array_keys_in_the_file_are_the_dotted_paths(tmp_path):
     safetensors_numpy = pytest.importorskip("safetensors.numpy", reason="needs safetensors")
     tio.save(
