@@ -5,7 +5,9 @@ prefetch thread, so the whole cost lands in the timing) with the transforms ``ti
 uses: ToTensor+Normalize, and RandomAffine(8 degrees, 10% shift) before them (``--augment``).
 Beside them, PyTorch references (a torch ``DataLoader`` over a per-item dataset, as torchvision
 builds MNIST, and a batched ``affine_grid``/``grid_sample``), and the time of one tinydl training
-step of each model, so each pipeline's cost reads as a share of a step.
+step of each model, so each pipeline's cost reads as a share of a step. Below them, each batched
+transform alone (``transform.batch`` on a batch of images, no ``DataLoader``), so a slow row of
+the pipeline can be traced to the transform that costs it.
 """
 
 from __future__ import annotations
@@ -53,6 +55,31 @@ def tinydl_loaders(images, labels, batch_size: int) -> dict:
         "tinydl RandomAffine+ToTensor+Normalize": DataLoader(
             ArrayDataset(images, labels, transform=aug), batch_size, shuffle=True, generator=gen
         ),
+    }
+
+
+def transform_pipelines() -> dict:
+    """Each batched transform of ``tinydl.data.transforms`` that MNIST training may use."""
+    from tinydl.data import transforms as T
+
+    return {
+        "ToTensor+Normalize": T.Compose([T.ToTensor(), T.Normalize((MNIST_MEAN,), (MNIST_STD,))]),
+        "RandomShift(2)": T.RandomShift(2, generator=0),
+        "RandomCrop(28, padding=2)": T.RandomCrop(28, padding=2, generator=0),
+        "RandomAffine bilinear": T.RandomAffine(DEGREES, (SHIFT, SHIFT), generator=0),
+        "RandomAffine nearest": T.RandomAffine(
+            DEGREES, (SHIFT, SHIFT), interpolation="nearest", generator=0
+        ),
+    }
+
+
+def time_transforms(images, steps: int, warmup: int) -> dict:
+    """Per-batch times of each transform's ``.batch`` on ``images`` (one stacked batch)."""
+    return {
+        f"tinydl {name} (.batch alone)": common.summarize(
+            common.time_calls(lambda tf=tf: tf.batch(images), steps, warmup)
+        )
+        for name, tf in transform_pipelines().items()
     }
 
 
@@ -140,6 +167,7 @@ def main(argv=None) -> int:
     if have_torch:
         loaders.update(torch_loaders(images, labels, args.batch_size))
     pipes = {k: time_loader(v, args.steps, args.warmup) for k, v in loaders.items()}
+    pipes.update(time_transforms(images[: args.batch_size], args.steps, args.warmup))
     xs, ys, _ = load_batches(args.model_steps + args.warmup, args.batch_size)
     steps = {}
     for name in models:
@@ -165,6 +193,8 @@ def main(argv=None) -> int:
         "default) it runs beside the step.",
         "RandomAffine: rotation within ±8°, translation within ±10% (bilinear); the torch row "
         "does the same warp with affine_grid/grid_sample on the batch.",
+        "'(.batch alone)' rows: one transform applied to an already stacked batch of uint8 images "
+        "(no DataLoader, no indexing, no shuffling): the transform's own share of a pipeline row.",
     ]
     if not have_torch:
         notes.append("PyTorch is not installed: no reference rows (pip install torch).")

@@ -128,6 +128,31 @@ def test_round_trip_nested_with_metadata_and_tensors(fmt, tmp_path, rng):
     assert isinstance(tensors["blocks"][2], tuple)
 
 
+class _DeviceArray:
+    """Stands in for a CuPy array: save must copy it to the host with ``.get()``."""
+
+    __module__ = "cupy._core.core"  # what tinydl.backend.is_device_array looks at
+
+    def __init__(self, array):
+        self._a, self.gets = array, 0
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def get(self):
+        self.gets += 1
+        return self._a.copy()
+
+    def __array__(self, *args, **kwargs):
+        raise AssertionError("a device array was read through np.asarray, not .get()")
+
+
+def test_device_arrays_are_saved_through_one_host_copy(fmt, tmp_path):
+    w, b = np.arange(6.0).reshape(2, 3), np.ones(2, np.int8)
+    on_device = {"w": _DeviceArray(w), "fc": [_DeviceArray(b)]}
+    tio.save(on_device, tmp_path / f"m{fmt}")
+    _assert_same(tio.load(tmp_path / f"m{fmt}"), {"w": w, "fc": [b]})
+    assert on_device["w"].gets == 1 and on_device["fc"][0].gets == 1
+
+
 def test_array_keys_in_the_file_are_the_dotted_paths(tmp_path):
     safetensors_numpy = pytest.importorskip("safetensors.numpy", reason="needs safetensors")
     tio.save(
@@ -250,7 +275,7 @@ def test_failing_fsync_or_rename_keeps_the_previous_file(tmp_path, monkeypatch, 
     def fail(*args):
         raise OSError(f"{step} failed")
 
-    monkeypatch.setattr(tio.os, step, fail)
+    monkeypatch.setattr(tio.atomic.os, step, fail)
     with pytest.raises(OSError, match=f"{step} failed"):
         tio.save({"w": np.arange(9.0)}, path)
     monkeypatch.undo()
@@ -433,6 +458,7 @@ def test_other_format_under_the_wrong_extension(tmp_path):
 
 
 def _valid_file(fmt, tmp_path):
+    """The bytes of a small saved state, and that state."""
     path = tmp_path / f"v{fmt}"
     state = {
         "w": np.arange(6, dtype=np.float32).reshape(2, 3),
@@ -440,14 +466,24 @@ def _valid_file(fmt, tmp_path):
         "opt": {"state": {0: {"step": 1}}, "lr": 0.1},
     }
     tio.save(state, path)
-    return path.read_bytes()
+    return path.read_bytes(), state
 
 
-def _load_or_serialization_error(path):
+def _refused_or_loaded_as_a_state_dict(path, fmt, saved, tmp_path):
+    """A mutated file raises SerializationError, or loads as follows. An .npz checks each
+    member's CRC, so it loads only as the state it held (a changed timestamp or prepended bytes
+    change nothing). A .safetensors file has no checksum: a changed data byte or metadata value
+    loads, but only as a state dict that save stores and load gives back bit for bit."""
     try:
-        return tio.load(path)
+        got = tio.load(path)
     except SerializationError:
-        return None
+        return
+    if fmt == ".npz":
+        _assert_same(got, saved)
+    else:
+        again = tmp_path / "again.safetensors"
+        tio.save(got, again)
+        _assert_same(tio.load(again), got)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -455,7 +491,8 @@ def _load_or_serialization_error(path):
 def test_fuzz_mutated_files_load_or_raise_serialization_error(fmt, tmp_path_factory, data):
     _needs(fmt)
     tmp_path = tmp_path_factory.mktemp("fuzz")
-    blob = bytearray(_valid_file(fmt, tmp_path))
+    blob, saved = _valid_file(fmt, tmp_path)
+    blob = bytearray(blob)
     for _ in range(data.draw(st.integers(1, 4))):
         op = data.draw(st.sampled_from(["set", "cut", "insert"]))
         i = data.draw(st.integers(0, len(blob) - 1))
@@ -469,16 +506,14 @@ def test_fuzz_mutated_files_load_or_raise_serialization_error(fmt, tmp_path_fact
             break
     path = tmp_path / f"m{fmt}"
     path.write_bytes(bytes(blob))
-    got = _load_or_serialization_error(path)
-    assert got is None or isinstance(got, dict)
+    _refused_or_loaded_as_a_state_dict(path, fmt, saved, tmp_path)
 
 
 def test_every_single_byte_flip_and_truncation(fmt, tmp_path):
-    blob = _valid_file(fmt, tmp_path)
+    blob, saved = _valid_file(fmt, tmp_path)
     path = tmp_path / f"m{fmt}"
     # every byte of the start (headers, lengths), then a stride through the rest
     for i in sorted(set(range(min(len(blob), 96))) | set(range(0, len(blob), 7))):
         for mutated in (blob[:i], blob[:i] + bytes([blob[i] ^ 0x55]) + blob[i + 1 :]):
             path.write_bytes(mutated)
-            got = _load_or_serialization_error(path)
-            assert got is None or isinstance(got, dict), i
+            _refused_or_loaded_as_a_state_dict(path, fmt, saved, tmp_path)

@@ -19,6 +19,7 @@ from . import (  # noqa: E402,F401  (they build on the above)
     testing,
     viz,
 )
+from ._version import __version__  # noqa: F401
 from .autograd import (  # noqa: F401
     Context,
     Function,
@@ -80,5 +81,3 @@ from .gradcheck import gradcheck, gradgradcheck  # noqa: F401
 from .io import SerializationError, load, load_checkpoint, save, save_checkpoint  # noqa: E402,F401
 from .sysinfo import info  # noqa: F401
 from .tensor import *  # noqa: F401,F403
-
-__version__ = "0.1.0"

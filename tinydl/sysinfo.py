@@ -7,6 +7,8 @@ import platform
 
 import numpy as np
 
+from ._version import __version__
+
 __all__ = ["info", "format_info", "blas_info"]
 
 
@@ -34,7 +36,6 @@ def blas_info(threads: bool = True) -> str:
 
 def info() -> dict:
     """What this tinydl will use: a dict of strings (printed by ``tinydl info``)."""
-    import tinydl
     from tinydl.backend import cupy_backend, kernels
 
     try:
@@ -47,7 +48,7 @@ def info() -> dict:
     chosen = kernels.active_kernels()
     why = "TINYDL_KERNELS" if os.environ.get("TINYDL_KERNELS") else "default"
     return {
-        "tinydl": tinydl.__version__,
+        "tinydl": __version__,
         "python": platform.python_version(),
         "numpy": np.__version__,
         "numba": numba_version,

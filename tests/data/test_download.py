@@ -56,8 +56,9 @@ def mirrors(server):
     return bases, checksums, arrays
 
 
-def _leftovers(folder):
-    return [p.name for p in folder.iterdir() if p.name.endswith(".part")]
+def _files(folder):
+    """Every name in ``folder``: a download's temporary file would show here."""
+    return sorted(p.name for p in folder.iterdir())
 
 
 def test_download_falls_through_to_the_good_mirror(tmp_path, mirrors):
@@ -67,7 +68,7 @@ def test_download_falls_through_to_the_good_mirror(tmp_path, mirrors):
     path = download_file(name, bases, dest, checksum=checksums[name])
     assert path == dest / name
     assert "md5:" + hashlib.md5(path.read_bytes()).hexdigest() == checksums[name]
-    assert _leftovers(dest) == []
+    assert _files(dest) == [name]
 
 
 def test_download_verifies_sha256_too(tmp_path, mirrors):
@@ -87,7 +88,7 @@ def test_every_mirror_failing_raises_and_leaves_nothing(tmp_path, mirrors):
     message = str(info.value)
     assert bases[0] + name in message and "HTTP error 404" in message
     assert bases[1] + name in message and "checksum mismatch" in message
-    assert not (dest / name).exists() and _leftovers(dest) == []
+    assert _files(dest) == []
 
 
 def test_refused_connection_is_reported(tmp_path):

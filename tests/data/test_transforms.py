@@ -1,6 +1,4 @@
-"""Transforms on single images and on batches, and their throughput (printed, not asserted)."""
-
-import time
+"""Transforms on single images and on batches (their speed: benchmarks/data_pipeline.py)."""
 
 import numpy as np
 import pytest
@@ -155,26 +153,3 @@ def test_random_crop_with_padding(digits):
         T.RandomCrop(30).batch(digits)
     with pytest.raises(ValueError, match="RandomCrop"):
         T.RandomCrop(-1)
-
-
-def test_transform_throughput(digits):
-    """Measured, not asserted: images per second of each batched transform on MNIST-sized data."""
-    batch = np.repeat(digits, 16, axis=0)  # 256 images, 28x28
-    pipelines = {
-        "ToTensor+Normalize": T.Compose([T.ToTensor(), T.Normalize((0.1307,), (0.3081,))]),
-        "RandomShift(2)": T.RandomShift(2, generator=0),
-        "RandomCrop(28, 2)": T.RandomCrop(28, padding=2, generator=0),
-        "RandomAffine(10, .1) bilinear": T.RandomAffine(10, (0.1, 0.1), generator=0),
-        "RandomAffine(10, .1) nearest": T.RandomAffine(
-            10, (0.1, 0.1), interpolation="nearest", generator=0
-        ),
-    }
-    print()
-    for name, tf in pipelines.items():
-        tf.batch(batch)
-        reps, start = 0, time.perf_counter()
-        while time.perf_counter() - start < 0.15:
-            tf.batch(batch)
-            reps += 1
-        rate = reps * len(batch) / (time.perf_counter() - start)
-        print(f"  {name:32s} {rate / 1e3:8.1f} k images/s (batches of 256)")

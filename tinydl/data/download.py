@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
+from ..io.atomic import atomic_writer
 from .errors import DatasetError
 
 __all__ = ["cache_dir", "file_digest", "download_file"]
@@ -44,33 +44,30 @@ def file_digest(path, algorithm: str = "sha256") -> str:
 
 
 def _fetch(url: str, dest: Path, checksum: str | None, timeout: float) -> None:
-    """Download ``url`` to a temporary file beside ``dest``, verify it, then rename it."""
+    """Download ``url`` into ``dest`` atomically; the checksum is verified before the rename,
+    so a bad download leaves no file."""
     import urllib.request
 
     algo, expected = _parse_checksum(checksum) if checksum else ("sha256", None)
     h = hashlib.new(algo)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as resp:
-            length = resp.headers.get("Content-Length")
-            received = 0
-            for chunk in iter(lambda: resp.read(_CHUNK), b""):
-                out.write(chunk)
-                h.update(chunk)
-                received += len(chunk)
-            out.flush()
-            os.fsync(out.fileno())
+    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+    with (
+        urllib.request.urlopen(request, timeout=timeout) as resp,
+        atomic_writer(dest, "download_file") as out,
+    ):
+        length = resp.headers.get("Content-Length")
+        received = 0
+        for chunk in iter(lambda: resp.read(_CHUNK), b""):
+            out.write(chunk)
+            h.update(chunk)
+            received += len(chunk)
+        # raised inside the block: atomic_writer then removes its temporary file
         if length is not None and received != int(length):
             raise DatasetError(f"incomplete download (expected {length} bytes, got {received})")
         if expected is not None and h.hexdigest() != expected:
             raise DatasetError(
                 f"checksum mismatch (expected {algo} {expected}, found {h.hexdigest()})"
             )
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def download_file(
@@ -86,7 +83,7 @@ def download_file(
         Base URLs tried in order (``http://``, ``https://`` or ``file://``).
     folder : str or os.PathLike
         Destination folder, created if needed. The file appears there only once complete and
-        verified (temporary file, then ``os.replace``).
+        verified (:func:`tinydl.io.atomic.atomic_writer`: temporary file, then one rename).
     checksum : str, optional
         ``"md5:<hex>"`` or ``"sha256:<hex>"`` of the downloaded file.
 
