@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .autograd import Tensor
-from .backend import as_device, cupy_backend, get_device
+from .backend import as_device, cupy_backend, get_device, is_device_array, to_numpy
 from .dtypes import default_float, is_floating, to_dtype
 from .errors import DTypeError
 
@@ -67,13 +67,9 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
-def _is_cuda_array(data) -> bool:
-    return not isinstance(data, np.ndarray) and hasattr(data, "__cuda_array_interface__")
-
-
 def _infer_dtype(data) -> np.dtype:
     """float32 for Python floats, int64 for ints, bool for bools; arrays keep theirs."""
-    if isinstance(data, (np.ndarray, np.generic)) or _is_cuda_array(data):
+    if isinstance(data, (np.ndarray, np.generic)) or is_device_array(data):
         return data.dtype
     arr = np.asarray(data)
     if arr.dtype.kind == "f":
@@ -90,9 +86,9 @@ def tensor(data, dtype=None, requires_grad: bool = False, device=None) -> Tensor
     Tensor) on ``device`` (default: the device of ``data``, else the CPU)."""
     if isinstance(data, Tensor):
         data = data.detach().data
-    if _is_cuda_array(data):
+    if is_device_array(data):
         device = get_device(data) if device is None else device
-        data = data.get() if as_device(device).type == "cpu" else data
+        data = to_numpy(data) if as_device(device).type == "cpu" else data
     dtype = to_dtype(dtype) or _infer_dtype(data)
     return _create(device, "array", data, dtype=dtype, requires_grad=requires_grad)
 
@@ -103,7 +99,7 @@ def as_tensor(data, dtype=None, device=None) -> Tensor:
     if isinstance(data, Tensor):
         return data.to(device=device, dtype=dtype)
     if (
-        (isinstance(data, np.ndarray) or _is_cuda_array(data))
+        (isinstance(data, np.ndarray) or is_device_array(data))
         and (dtype is None or to_dtype(dtype) == data.dtype)
         and (device is None or as_device(device) == get_device(data))
     ):

@@ -9,7 +9,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..autograd import Tensor
-from ..backend import get_device, transfer
+from ..backend import as_array, get_device, transfer
 from ..errors import SerializationError
 from ..tensor import Parameter
 from ..tensor_methods import parse_to_args
@@ -229,8 +229,7 @@ class Module:
             if k in state_dict:
                 value = _raw(state_dict[k])
                 if type(value) is not type(target.data):  # NumPy <-> CuPy, lists, numbers
-                    value = value if hasattr(value, "__cuda_array_interface__") else np.asarray(value)
-                    value = transfer(value, get_device(target.data))
+                    value = transfer(as_array(value), get_device(target.data))
                 target.data[...] = value.astype(target.dtype, copy=False)
         return IncompatibleKeys(missing, unexpected)
 

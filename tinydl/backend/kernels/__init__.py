@@ -4,12 +4,12 @@ Every variant provides the functions named in ``OPS`` with the signatures of ``n
 plain NumPy reference that the tests compare the others with:
 
 - ``"numpy"``: ``numpy_ref``, always present (and array-module generic);
-- ``"numba"``: ``numba_cpu``, compiled loops, present when Numba imports.
+- ``"numba"``: ``numba_cpu``, compiled loops, loaded on first use when Numba imports;
+- ``"cuda"``: ``cuda``, CuPy kernels, loaded on first use by a CuPy array.
 
 The functional ops reach a kernel through ``get_kernel(op, like=array)``: CPU arrays get the
 active CPU variant (``"numba"`` when available, else ``"numpy"``; ``TINYDL_KERNELS=numpy`` or
-``use_kernels("numpy")`` choose the reference), arrays of another backend get the variant
-registered under that backend's name (CuPy: ``"cuda"``) or the array-generic reference.
+``use_kernels("numpy")`` choose the reference, for the current thread), CuPy arrays ``"cuda"``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import importlib.util
 import os
 import warnings
 
+from ..device import is_device_array
 from . import numpy_ref
 from .numpy_ref import OPS, conv_output_size
 
@@ -167,21 +168,17 @@ def get_kernel(op: str, variant: str | None = None, like=None):
     """The function for ``op`` (one of ``OPS``).
 
     ``variant`` names one explicitly; otherwise it follows the data: ``like`` a NumPy array (or
-    ``None``) gives the active CPU variant, an array of another backend its own variant.
+    ``None``) gives the active CPU variant, a CuPy array the ``"cuda"`` variant.
     """
     if variant is None:
-        module = type(like).__module__.split(".")[0] if like is not None else "numpy"
-        if module == "numpy":
+        if is_device_array(like):
+            _load_cuda()
+            variant = "cuda"
+        else:
             variant = _active.get()
             if variant == "numba" and not _load_numba():
                 _fall_back_to_numpy()
                 variant = "numpy"
-        else:
-            variant = {"cupy": "cuda"}.get(module, module)
-            if variant == "cuda":
-                _load_cuda()
-            if variant not in KERNELS:
-                variant = "numpy"  # the reference is written against the array module
     if variant not in KERNELS:
         raise ValueError(f"get_kernel: unknown kernel variant {variant!r}; known: {list(KERNELS)}")
     if op not in OPS:
