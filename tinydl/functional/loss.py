@@ -247,7 +247,7 @@ class BCEWithLogits(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        from .elementwise import softplus  # H1's stable softplus; needed only with pos_weight
+        from .activation import softplus  # H1's stable softplus; needed only with pos_weight
 
         x, t, pw = ctx.saved_tensors
         gx = gt = gpw = None
