@@ -169,7 +169,6 @@ def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     return Softplus.apply(_floating(x), float(beta), float(threshold))
 
 
-
 def _shifted(x, axis, finite=False):
     """``x - max(x)`` along ``axis`` (a fresh array): every entry <= 0, the largest exactly 0.
     With ``finite``, an infinite or NaN maximum is replaced by 0 (``x`` itself is returned)."""
