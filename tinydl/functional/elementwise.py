@@ -31,7 +31,7 @@ def _floating(x) -> Tensor:
 
 def _const(array, dtype) -> Tensor:
     """A constant (no-grad) Tensor of ``dtype`` from a backend array (a mask or a sign)."""
-    return Tensor._wrap(array.astype(dtype, copy=False))
+    return Tensor.from_array(array.astype(dtype, copy=False))
 
 
 class Exp(Function):
@@ -387,7 +387,7 @@ class Where(Function):
 def where(cond, a, b) -> Tensor:
     """``a`` where ``cond`` is True, else ``b``; the three broadcast together. ``cond`` is a bool
     Tensor or array; ``a`` and ``b`` are Tensors or numbers (a number takes the other's dtype)."""
-    cond = cond if isinstance(cond, Tensor) else Tensor._wrap(as_array(cond))
+    cond = cond if isinstance(cond, Tensor) else Tensor.from_array(as_array(cond))
     if cond.dtype != np.bool_:
         raise DTypeError(f"where: cond must be a bool tensor, got dtype {cond.dtype}")
     return Where.apply(cond, *lift_pair(a, b))

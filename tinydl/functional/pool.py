@@ -81,7 +81,7 @@ class MaxPool2dBackward(Function):
         xp = get_array_module(argmax.data)
         rows = xp.arange(kernel[0] * kernel[1]).reshape(-1, 1)
         onehot = (rows == argmax.data.reshape(1, -1)).astype(gg.dtype)
-        picked = (cols * Tensor._wrap(onehot)).sum(0).reshape(argmax.shape)
+        picked = (cols * Tensor.from_array(onehot)).sum(0).reshape(argmax.shape)
         return picked, None, None, None, None, None
 
 
@@ -118,7 +118,7 @@ def _averaging_matrix(size: int, out: int, like: Tensor) -> Tensor:
     for i in range(out):
         start, end = (i * size) // out, -((-(i + 1) * size) // out)
         m[i, start:end] = 1 / (end - start)
-    return Tensor._wrap(m)
+    return Tensor.from_array(m)
 
 
 def adaptive_avg_pool2d(x: Tensor, output_size) -> Tensor:
