@@ -191,6 +191,34 @@ def test_log_of_sigmoid_warns_naming_the_fused_ops(rng):
     assert "-F.softplus(-x)" in str(w.message)
 
 
+class _Halve(td.Function):
+    """An op defined outside tinydl, marked as unstable under log."""
+
+    log_warning = "log(halve(x)): use the fused halve_log instead"
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * 0.5
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 0.5
+
+
+def test_the_warning_follows_the_mark_not_the_module(rng, monkeypatch):
+    x = td.tensor(rng.standard_normal(4), requires_grad=True)
+    (w,) = _caught(lambda: F.log(_Halve.apply(x)))  # a marked op of this test module
+    assert str(w.message) == _Halve.log_warning
+    assert _caught(lambda: F.log(_Halve.apply(x))) == []  # once per op
+    # softmax moved to another module still warns; without the mark nothing does
+    softmax_fn = F.softmax(x).grad_fn.fn
+    monkeypatch.setattr(softmax_fn, "__module__", "somewhere.else")
+    assert len(_caught(lambda: F.log(F.softmax(x)))) == 1
+    debug._reset_guards()
+    monkeypatch.delattr(softmax_fn, "log_warning")
+    assert _caught(lambda: F.log(F.softmax(x))) == []
+
+
 def test_fused_and_other_logs_do_not_warn(rng):
     x = td.tensor(rng.standard_normal((2, 4)), requires_grad=True)
     assert _caught(lambda: F.log_softmax(x, dim=1)) == []

@@ -106,9 +106,9 @@ def _unpack_saved(ctx, item):
         return value
     if kind == "output":  # rebuilt on demand: holding the output Tensor would make a cycle
         array, idx = value
-        return Tensor._wrap(array, ctx, idx)
+        return _make_tensor(array, ctx, idx)
     if kind == "array":
-        return Tensor._wrap(value)
+        return _make_tensor(value)
     return value
 
 
@@ -211,11 +211,11 @@ class Function:
             ctx.output_meta = tuple((o.shape, o.dtype) for o in outs)
             _pack_saved(ctx, args, raw_outs, outs)
             results = tuple(
-                Tensor._wrap(o, ctx if is_floating(o.dtype) else None, i)
+                _make_tensor(o, ctx if is_floating(o.dtype) else None, i)
                 for i, o in enumerate(outs)
             )
         else:
-            results = tuple(Tensor._wrap(o) for o in outs)
+            results = tuple(_make_tensor(o) for o in outs)
         return results if multi else results[0]
 
 
@@ -344,7 +344,7 @@ def _backward(roots, root_grads, *, retain_graph, create_graph, targets=None):
             elif leaf.grad is None:
                 # NOTE: a copy, so that two leaves never share one gradient array (an in-place
                 # update of one .grad must not change another).
-                leaf.grad = g if create_graph else Tensor._wrap(g.data.copy())
+                leaf.grad = g if create_graph else _make_tensor(g.data.copy())
             else:
                 leaf.grad = leaf.grad + g
     return found
@@ -373,7 +373,7 @@ def _call_backward(node, grads):
     full = grads
     if node.materialize_grads:
         full = [
-            g if g is not None else Tensor._wrap(_zeros(shape, dtype, grads))
+            g if g is not None else _make_tensor(_zeros(shape, dtype, grads))
             for g, (shape, dtype) in zip(grads, node.output_meta)
         ]
     out = node.fn.backward(node, *full)
@@ -396,7 +396,7 @@ def _zeros(shape, dtype, grads):
 def _fit_grad(node, g, meta):
     """Reduce a broadcast gradient to its input's shape and dtype: the one place this happens."""
     if not isinstance(g, Tensor):
-        g = Tensor._wrap(_as_array(g))
+        g = _make_tensor(_as_array(g))
     shape, dtype = meta
     if g.shape != shape:
         lead = len(g.shape) - len(shape)
@@ -462,9 +462,9 @@ def _root_grads(op, outputs, grad_outputs):
                     f"{op}: a gradient can be created implicitly only for a scalar output, got "
                     f"shape {t.shape}; pass grad=td.ones_like(output) or the upstream gradient"
                 )
-            g = Tensor._wrap(get_array_module(t.data).ones(t.shape, t.dtype))
+            g = _make_tensor(get_array_module(t.data).ones(t.shape, t.dtype))
         else:
-            g = g if isinstance(g, Tensor) else Tensor._wrap(_as_array(g))
+            g = g if isinstance(g, Tensor) else _make_tensor(_as_array(g))
             if g.shape != t.shape:
                 raise ShapeError(f"{op}: gradient of shape {g.shape} for output of shape {t.shape}")
         result.append(g)
@@ -501,16 +501,14 @@ class Tensor(TensorMethods):
         self._requires_grad = False
         self.requires_grad = requires_grad
 
-    @classmethod
-    def _wrap(cls, array, node=None, idx=0):
-        t = object.__new__(Tensor)
-        t.data = array
-        t.grad = None
-        t._node = node
-        t._idx = idx
-        t._hooks = None
-        t._requires_grad = node is not None
-        return t
+    @staticmethod
+    def from_array(array) -> Tensor:
+        """A Tensor around a backend array (NumPy or CuPy) exactly as it is: no copy and no
+        conversion of dtype, device or type, and no gradient. This is how ops turn the arrays
+        they compute (masks, constants, gradients) into Tensors; ``td.tensor`` copies and
+        ``td.as_tensor`` / ``td.from_numpy`` check and convert user data. Always a ``Tensor``,
+        also when called on a subclass."""
+        return _make_tensor(array)
 
     # -- graph -------------------------------------------------------------------------
     @property
@@ -570,4 +568,18 @@ class Tensor(TensorMethods):
 
     def detach(self) -> Tensor:
         """The same data, cut from the graph (shares memory)."""
-        return Tensor._wrap(self.data)
+        return _make_tensor(self.data)
+
+
+def _make_tensor(array, node=None, idx=0) -> Tensor:
+    """The engine's constructor behind ``Tensor.from_array``: ``array`` as is (``__init__``
+    checks and converts, which an op's own output does not need) and, for a Function's output,
+    the graph node that made it and the output's index."""
+    t = object.__new__(Tensor)
+    t.data = array
+    t.grad = None
+    t._node = node
+    t._idx = idx
+    t._hooks = None
+    t._requires_grad = node is not None
+    return t

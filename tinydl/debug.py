@@ -3,7 +3,8 @@
 * ``trace()``: records every function of a backward pass (name, shapes, gradient norms, time).
 * ``detect_anomaly()``: raises ``AnomalyError`` at the first op whose forward output or backward
   gradient holds NaN or Inf.
-* ``NumericalStabilityWarning``: ``log`` applied to the output of ``softmax`` or ``sigmoid``.
+* ``NumericalStabilityWarning``: ``log`` applied to the output of ``softmax`` or ``sigmoid`` (ops
+  marked with a ``log_warning``).
 * ``RetainedGraphWarning``: the graph kept alive grows at every optimizer step (``total_loss +=
   loss``).
 
@@ -285,29 +286,17 @@ class RetainedGraphWarning(UserWarning):
 
 _warned: set = set()  # warnings already given in this process
 
-_LOG_OF = {
-    ("tinydl.functional.activation", "Softmax"): (
-        "log(softmax(x)) is -inf where softmax underflows to 0 (a logit about 104 below the "
-        "largest in float32, 745 in float64) and its gradient is then NaN; use F.log_softmax(x, dim) instead (or F.cross_entropy on "
-        "the logits, which fuses log_softmax and nll_loss)"
-    ),
-    ("tinydl.functional.elementwise", "Sigmoid"): (
-        "log(sigmoid(x)) is -inf once sigmoid underflows to 0 (x below about -745 in float64, "
-        "-104 in float32); use -F.softplus(-x) instead (a stable logsigmoid), or "
-        "F.binary_cross_entropy_with_logits on the logits for a loss"
-    ),
-}
-
-
 def check_log_input(x) -> None:
-    """Called by ``F.log``: warn once when ``x`` is the output of softmax or sigmoid."""
+    """Called by ``F.log``: warn once per op when ``x`` is the output of an op marked unstable
+    under ``log``: a ``Function`` subclass with a ``log_warning`` class attribute (``Softmax``,
+    ``Sigmoid``), the text of the warning (what goes wrong and the fused op to use instead).
+
+    The mark lives on the op itself, so the warning follows the op wherever it is defined."""
     node = x._node
-    if node is None or node.fn is None:
-        return
-    key = (node.fn.__module__, node.fn.__name__)
-    hint = _LOG_OF.get(key)
-    if hint is not None and key not in _warned:
-        _warned.add(key)
+    fn = None if node is None else node.fn
+    hint = getattr(fn, "log_warning", None)
+    if hint is not None and fn not in _warned:
+        _warned.add(fn)
         warnings.warn(hint, NumericalStabilityWarning, stacklevel=_stacklevel())
 
 

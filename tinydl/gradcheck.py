@@ -65,7 +65,7 @@ def _check(fn, inputs, eps, atol, rtol, seed):
         analytic = grad(
             [o for o, _ in live],
             [inputs[i] for i in diff],
-            grad_outputs=[Tensor._wrap(v) for _, v in live],
+            grad_outputs=[Tensor.from_array(v) for _, v in live],
             allow_unused=True,
         )
     for k, i in enumerate(diff):
@@ -179,7 +179,7 @@ def gradgradcheck(
             grads = grad(
                 outs,
                 wrt,
-                grad_outputs=[Tensor._wrap(v) for v in vs],
+                grad_outputs=[Tensor.from_array(v) for v in vs],
                 create_graph=True,
                 allow_unused=True,
             )

@@ -181,7 +181,7 @@ class TensorMethods:
     # -- operators: comparisons give bool tensors without gradient; arithmetic is differentiable
     def _compare(self, other, op):
         other = other.data if isinstance(other, TensorMethods) else other
-        return self._wrap(_as_array(op(self.data, other)))
+        return self.from_array(_as_array(op(self.data, other)))
 
     __eq__ = lambda self, other: self._compare(other, operator.eq)  # noqa: E731
     __ne__ = lambda self, other: self._compare(other, operator.ne)  # noqa: E731

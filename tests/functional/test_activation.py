@@ -90,3 +90,14 @@ def test_tensor_method_and_dim_error(op):
     np.testing.assert_array_equal(getattr(x, op.__name__)(dim=0).data, op(x, 0).data)
     with pytest.raises(IndexError, match=f"{op.__name__}: dim 2 is out of range"):
         op(x, dim=2)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from tinydl.functional import activation
+
+    result = doctest.testmod(
+        activation, extraglobs={"td": td}, optionflags=doctest.NORMALIZE_WHITESPACE
+    )
+    assert result.failed == 0 and result.attempted >= len(activation.__all__)

@@ -220,7 +220,7 @@ class _FakeGpuArray:
 
 
 def test_mixing_devices_in_an_op_is_a_clear_error():
-    on_gpu = td.Tensor._wrap(_FakeGpuArray(np.ones(2, np.float32)))
+    on_gpu = td.Tensor.from_array(_FakeGpuArray(np.ones(2, np.float32)))
     assert on_gpu.device == "cuda:0"
     with pytest.raises(td.DeviceError, match=r"Add: tensors on different devices \(cpu and "
                                              r"cuda:0\); move them with .to\(device\) first"):

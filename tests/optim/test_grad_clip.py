@@ -74,3 +74,53 @@ def test_clip_grad_value_matches_torch(torch, rng):
     q.grad = torch.from_numpy(values.copy())
     torch.nn.utils.clip_grad_value_([q], 0.7)
     np.testing.assert_array_equal(p.grad.data, q.grad.numpy())
+
+
+class _DeviceValue(np.ndarray):
+    """Stands in for a GPU array: reading its value on the host (bool, float, item) fails."""
+
+    def _host_read(self, *args):
+        raise AssertionError("clip_grad_norm_ read a value back to the host")
+
+    __bool__ = __float__ = __int__ = __index__ = item = tolist = _host_read
+
+
+class _DeviceNumpy:
+    """NumPy whose results stay 'on the device' (as _DeviceValue)."""
+
+    def __getattr__(self, name):
+        fn = getattr(np, name)
+
+        def on_device(*args, **kwargs):
+            out = fn(*args, **kwargs)
+            if isinstance(out, (np.ndarray, np.generic)):
+                return np.asarray(out).view(_DeviceValue)
+            return out
+
+        return on_device if callable(fn) else fn
+
+
+@pytest.mark.parametrize("max_norm", [0.3, 1e3])  # clipped, and not
+def test_clip_grad_norm_reads_nothing_back_to_the_host(rng, monkeypatch, max_norm):
+    ps = _params(rng, 2.0, np.float32)
+    reference = [td.Parameter(td.zeros(*p.shape)) for p in ps]
+    for p, q in zip(ps, reference):
+        q.grad = None if p.grad is None else td.Tensor(p.grad.data.copy())
+    want = clip_grad_norm_(reference, max_norm)
+    monkeypatch.setattr("tinydl.optim.clip.get_array_module", lambda *a: _DeviceNumpy())
+    total = clip_grad_norm_(ps, max_norm)  # fails on any bool()/float()/.item() of a result
+    assert np.asarray(total.data).tobytes() == want.data.tobytes()
+    for p, q in zip(ps, reference):
+        if p.grad is not None:
+            assert p.grad.data.tobytes() == q.grad.data.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_unclipped_gradients_keep_every_bit(dtype):
+    info = np.finfo(dtype)
+    special = [0.0, -0.0, info.smallest_subnormal, -info.tiny, info.eps, -1.5, 3.0, 100.0]
+    p = td.Parameter(td.zeros(len(special), dtype=dtype))
+    p.grad = td.Tensor(np.array(special, dtype=dtype))
+    before = p.grad.data.copy()
+    clip_grad_norm_([p], max_norm=1e3)  # the norm (about 100) is under max_norm
+    assert p.grad.data.tobytes() == before.tobytes()

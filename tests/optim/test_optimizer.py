@@ -1,5 +1,7 @@
 """The Optimizer base through its subclasses: groups, state, zero_grad, state dicts, in place."""
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -219,3 +221,62 @@ def test_generators_of_parameters_are_accepted():
     opt = optim.Adam(p for p in ps)
     assert all(a is b for a, b in zip(opt.param_groups[0]["params"], ps, strict=True))
     assert "Adam (" in repr(opt) and "lr: 0.001" in repr(opt)
+
+
+# ----------------------------------------------------------------------------- hyper-parameters
+CLASSES = [optim.SGD, optim.Adam, optim.AdamW, optim.RMSprop, optim.Adagrad]
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+def test_signature_is_the_one_source_of_the_defaults(cls):
+    p = td.Parameter(td.zeros(1))
+    params = list(inspect.signature(cls).parameters.values())[1:]  # after `params`
+    assert cls([p]).defaults == {q.name: q.default for q in params}
+    doc = inspect.getdoc(optim.Adam if cls is optim.AdamW else cls)  # AdamW: "Adam's arguments"
+    for q in params:
+        assert f"\n{q.name} : " in doc, f"{cls.__name__}: {q.name} is not documented"
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+def test_signature_is_keyword_and_position_compatible_with_torch(torch, cls):
+    ours = list(inspect.signature(cls).parameters.values())
+    theirs = inspect.signature(getattr(torch.optim, cls.__name__)).parameters
+    for i, q in enumerate(ours):
+        t = theirs[q.name]  # torch takes the keyword too, with the same default
+        assert q.default == t.default and t.kind is not t.POSITIONAL_ONLY, q.name
+        if q.kind is q.POSITIONAL_OR_KEYWORD:  # and in the same place
+            assert list(theirs).index(q.name) == i and t.kind is t.POSITIONAL_OR_KEYWORD, q.name
+
+
+def test_adamw_takes_adams_arguments_in_the_same_places():
+    p = td.Parameter(td.zeros(1))
+    got = optim.AdamW([p], 0.01, [0.8, 0.9], 1e-6, 0.05, True, maximize=True).defaults
+    assert got == dict(
+        lr=0.01, betas=(0.8, 0.9), eps=1e-6, weight_decay=0.05, amsgrad=True, maximize=True
+    )
+    with pytest.raises(
+        TypeError, match=r"AdamW.__init__\(\) got an unexpected keyword .*'nesterov'"
+    ):
+        optim.AdamW([p], nesterov=True)
+
+
+def test_with_defaults_refuses_an_unknown_parameter():
+    with pytest.raises(TypeError, match="has no parameter"):
+        optim.optimizer.with_defaults(optim.Adam.__init__, momentum=0.9)
+
+
+def test_update_gets_the_groups_hyper_parameters_by_name(monkeypatch):
+    """A group's hyper-parameter reaches the update function under its own name."""
+    seen = {}
+
+    def sgd_update(param, grad, buf, *, lr, momentum, dampening, nesterov, weight_decay,
+                   maximize, work):  # fmt: skip
+        seen.update(lr=lr, momentum=momentum, nesterov=nesterov, maximize=maximize)
+
+    monkeypatch.setattr(optim.sgd, "sgd_update", sgd_update)
+    p = td.Parameter(td.zeros(2))
+    p.grad = td.ones(2)
+    opt = optim.SGD([p], lr=0.5, momentum=0.25, nesterov=True)
+    opt.param_groups[0]["lr"] = 0.125  # as a scheduler does
+    opt.step()
+    assert seen == dict(lr=0.125, momentum=0.25, nesterov=True, maximize=False)

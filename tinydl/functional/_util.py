@@ -25,14 +25,14 @@ def lift(x, like: Tensor | None = None) -> Tensor:
             dtype = default_float
         else:
             dtype = np.int64 if not isinstance(x, bool) else np.bool_
-        return Tensor._wrap(get_array_module(like.data).asarray(x, dtype=dtype))
+        return Tensor.from_array(get_array_module(like.data).asarray(x, dtype=dtype))
     if isinstance(x, np.generic) and like is not None:  # np.float32(2), np.int64(3): like's device
-        return Tensor._wrap(get_array_module(like.data).asarray(x))
+        return Tensor.from_array(get_array_module(like.data).asarray(x))
     if isinstance(x, float):
-        return Tensor._wrap(np.asarray(x, dtype=default_float))
+        return Tensor.from_array(np.asarray(x, dtype=default_float))
     if isinstance(x, (bool, int)):
-        return Tensor._wrap(np.asarray(x, dtype=np.int64 if not isinstance(x, bool) else np.bool_))
-    return Tensor._wrap(np.asarray(x))
+        return Tensor.from_array(np.asarray(x, dtype=np.int64 if not isinstance(x, bool) else np.bool_))
+    return Tensor.from_array(np.asarray(x))
 
 
 def lift_pair(a, b) -> tuple[Tensor, Tensor]:

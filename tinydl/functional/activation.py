@@ -1,18 +1,172 @@
-"""Softmax and log-softmax along a dimension.
+"""Activations: relu, leaky_relu, elu, gelu, softplus, and softmax / log_softmax along a dim.
 
-Both subtract the maximum before ``exp``, so logits of any magnitude (``[-1000, 1]``, ``+-1e20``)
-give exact results without overflow.
+Each is one ``Function`` rather than a composition of elementwise ops: one node in the graph,
+and stable where the composition would overflow or lose precision; the backwards are written with tinydl ops on
+the saved input or output, so second derivatives come for free. Softmax and log-softmax subtract
+the maximum before ``exp``, so logits of any magnitude (``[-1000, 1]``, ``+-1e20``) give exact
+results without overflow. The examples (``import tinydl as td``) run as tests.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ._util import normalize_dim
+from .elementwise import _const, _erf_array, _floating, erf, exp, sigmoid, tanh, where
 
-__all__ = ["softmax", "log_softmax"]
+__all__ = ["relu", "leaky_relu", "elu", "gelu", "softplus", "softmax", "log_softmax"]
+
+
+class Relu(Function):
+    @staticmethod
+    def forward(ctx, x):
+        y = get_array_module(x).maximum(x, 0)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * _const(~(y.data <= 0), grad.dtype)  # 0 at 0; NaN passes, as PyTorch
+
+
+def relu(x: Tensor) -> Tensor:
+    """``max(x, 0)``; the gradient at 0 is 0.
+
+    >>> relu(td.tensor([-1.0, 0.0, 2.0]))
+    tensor([0., 0., 2.])
+    """
+    return Relu.apply(x)
+
+
+class LeakyRelu(Function):
+    @staticmethod
+    def forward(ctx, x, slope):
+        ctx.save_for_backward(x)
+        ctx.slope = slope
+        return get_array_module(x).where(x > 0, x, x * slope)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        factor = get_array_module(x.data).where(x.data > 0, 1, ctx.slope)
+        return grad * _const(factor, grad.dtype), None
+
+
+def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+    """``x`` where ``x > 0``, else ``negative_slope * x`` (that slope also at 0, as PyTorch).
+
+    >>> leaky_relu(td.tensor([-2.0, 0.0, 3.0]), 0.25)
+    tensor([-0.5,  0. ,  3. ])
+    """
+    return LeakyRelu.apply(x, float(negative_slope))
+
+
+class Elu(Function):
+    @staticmethod
+    def forward(ctx, x, alpha):
+        xp = get_array_module(x)
+        y = xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0)))
+        ctx.save_for_backward(x, y)
+        ctx.alpha = alpha
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y = ctx.saved_tensors
+        # alpha * exp(x) written as y + alpha, so its own derivative flows through y
+        return grad * where(x.data > 0, 1, y + ctx.alpha), None
+
+
+def elu(x: Tensor, alpha: float = 1.0) -> Tensor:
+    """``x`` where ``x > 0``, else ``alpha * (exp(x) - 1)``.
+
+    >>> elu(td.tensor([-1.0, 0.0, 2.0]))
+    tensor([-0.6321,  0.    ,  2.    ])
+    """
+    return Elu.apply(_floating(x), float(alpha))
+
+
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+_GELU_C = 0.044715
+
+
+class Gelu(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return 0.5 * x * (1 + _erf_array(x * (1 / math.sqrt(2))))
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        cdf = 0.5 * (1 + erf(x * (1 / math.sqrt(2))))
+        pdf = exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
+        return grad * (cdf + x * pdf)
+
+
+class GeluTanh(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        inner = _SQRT_2_OVER_PI * (x + _GELU_C * x * x * x)
+        return 0.5 * x * (1 + get_array_module(x).tanh(inner))
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        t = tanh(_SQRT_2_OVER_PI * (x + _GELU_C * x * x * x))
+        dinner = _SQRT_2_OVER_PI * (1 + 3 * _GELU_C * x * x)
+        return grad * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * dinner)
+
+
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    """``x * Phi(x)`` (``approximate="none"``, exact erf) or PyTorch's ``"tanh"`` approximation
+    ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
+
+    >>> gelu(td.tensor([-1.0, 0.0, 1.5]))
+    tensor([-0.1587,  0.    ,  1.3998])
+    >>> gelu(td.tensor([-1.0, 0.0, 1.5]), approximate="tanh")
+    tensor([-0.1588,  0.    ,  1.3996])
+    """
+    if approximate == "none":
+        return Gelu.apply(_floating(x))
+    if approximate == "tanh":
+        return GeluTanh.apply(_floating(x))
+    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+class Softplus(Function):
+    @staticmethod
+    def forward(ctx, x, beta, threshold):
+        xp = get_array_module(x)
+        bx = x * beta
+        # NOTE: max(bx, 0) + log1p(exp(-|bx|)) never overflows, even with a huge threshold.
+        soft = (xp.maximum(bx, 0) + xp.log1p(xp.exp(-xp.abs(bx)))) / beta
+        ctx.save_for_backward(x)
+        ctx.beta, ctx.threshold = beta, threshold
+        return xp.where(bx > threshold, x, soft)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        linear = x.data * ctx.beta > ctx.threshold
+        return grad * where(linear, 1, sigmoid(x * ctx.beta)), None, None
+
+
+def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """``log(1 + exp(beta x)) / beta``, and ``x`` itself where ``beta x > threshold``.
+
+    >>> softplus(td.tensor([-1000.0, 0.0, 30.0]))
+    tensor([ 0.    ,  0.6931, 30.    ])
+    """
+    if beta == 0:
+        raise ValueError(f"softplus: beta must be nonzero, got {beta}")
+    return Softplus.apply(_floating(x), float(beta), float(threshold))
 
 
 def _shifted(x, axis, finite=False):
@@ -40,6 +194,14 @@ def log_softmax_array(x, axis):
 
 
 class Softmax(Function):
+    # the mark that makes ``log`` warn (tinydl.debug.check_log_input)
+    log_warning = (
+        "log(softmax(x)) is -inf where softmax underflows to 0 (a logit about 104 below the "
+        "largest in float32, 745 in float64) and its gradient is then NaN; use "
+        "F.log_softmax(x, dim) instead (or F.cross_entropy on the logits, which fuses "
+        "log_softmax and nll_loss)"
+    )
+
     @staticmethod
     def forward(ctx, x, dim):
         ctx.dim = dim
@@ -64,7 +226,11 @@ def _axis(op, x, dim):
 
 
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
-    """``exp(x) / exp(x).sum(dim)``, computed stably. Any shape; output has ``x``'s shape."""
+    """``exp(x) / exp(x).sum(dim)``, computed stably. Any shape; output has ``x``'s shape.
+
+    >>> softmax(td.tensor([1.0, 2.0, 1000.0]))
+    tensor([0., 0., 1.])
+    """
     return Softmax.apply(x, _axis("softmax", x, dim))
 
 
@@ -83,5 +249,9 @@ class LogSoftmax(Function):
 
 
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
-    """``x - logsumexp(x, dim)``, computed stably. Any shape; output has ``x``'s shape."""
+    """``x - logsumexp(x, dim)``, computed stably. Any shape; output has ``x``'s shape.
+
+    >>> log_softmax(td.tensor([1000.0, 1000.0]))  # exp(1000) would overflow
+    tensor([-0.6931, -0.6931])
+    """
     return LogSoftmax.apply(x, _axis("log_softmax", x, dim))

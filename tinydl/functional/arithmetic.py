@@ -137,7 +137,7 @@ class Pow(Function):
         if ctx.needs_input_grad[1]:
             # d/db a**b = a**b log a; where a == 0 the product is taken as 0, as PyTorch does
             # NOTE: adding 1 where a == 0 keeps log finite there (out is 0 at those places).
-            safe_a = a + Tensor._wrap((a.data == 0).astype(a.dtype))
+            safe_a = a + Tensor.from_array((a.data == 0).astype(a.dtype))
             gb = grad * out * safe_a.log()
         return ga, gb
 

@@ -14,6 +14,7 @@ import numpy as np
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ..backend.kernels import conv_output_size, get_kernel, im2col_chunk
+from ..backend.kernels.geometry import pair
 from ..errors import DTypeError, ShapeError
 from ..grad_mode import is_grad_enabled
 from ._util import lift
@@ -23,28 +24,14 @@ from .shape import cat
 __all__ = ["conv2d", "im2col", "col2im"]
 
 
-def _pair(op: str, name: str, value) -> tuple[int, int]:
-    """An int or a pair of ints, as a pair."""
-    is_int = lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-    if is_int(value):
-        return int(value), int(value)
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(map(is_int, value)):
-        return int(value[0]), int(value[1])
-    raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
-
-
 def _window_args(op, kernel_size, stride, padding, dilation=1):
     """Normalize the window arguments to pairs and check their ranges."""
-    args = {
-        "kernel_size": _pair(op, "kernel_size", kernel_size),
-        "stride": _pair(op, "stride", stride),
-        "padding": _pair(op, "padding", padding),
-        "dilation": _pair(op, "dilation", dilation),
-    }
-    for name, low in (("kernel_size", 1), ("stride", 1), ("padding", 0), ("dilation", 1)):
-        if min(args[name]) < low:
-            raise ValueError(f"{op}: {name} must be >= {low}, got {args[name]}")
-    return tuple(args.values())
+    return (
+        pair(kernel_size, op, "kernel_size", minimum=1),
+        pair(stride, op, "stride", minimum=1),
+        pair(padding, op, "padding", minimum=0),
+        pair(dilation, op, "dilation", minimum=1),
+    )
 
 
 def _output_hw(op, x_shape, kernel, stride, padding, dilation) -> tuple[int, int]:

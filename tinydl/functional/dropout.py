@@ -31,4 +31,4 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, generator=None) ->
     keep = uniform(generator, x.shape, like=x.data) >= np.float32(p)
     # NOTE: the scale is taken in x's dtype so float16/float32 stay as they are.
     mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))
-    return x * Tensor._wrap(mask)
+    return x * Tensor.from_array(mask)

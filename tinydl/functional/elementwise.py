@@ -1,5 +1,5 @@
-"""Elementwise functions: exp, log, log1p, sqrt, abs, sin, cos, tanh, sigmoid, activations,
-maximum, minimum, clamp, where.
+"""Elementwise functions: exp, log, log1p, sqrt, abs, sin, cos, tanh, sigmoid, erf, maximum,
+minimum, clamp, where. The activations built on them (relu, gelu, ...) are in ``activation.py``.
 
 Each backward is written with tinydl ops on the saved input or output, so second derivatives
 come for free; masks and signs of piecewise ops are constants (their derivative is zero).
@@ -18,8 +18,8 @@ from ..errors import DTypeError, ShapeError
 from ._util import binary, lift, lift_pair
 
 __all__ = [
-    "exp", "log", "log1p", "sqrt", "abs", "sin", "cos", "tanh", "sigmoid", "erf", "relu",
-    "leaky_relu", "elu", "gelu", "softplus", "maximum", "minimum", "clamp", "clip", "where",
+    "exp", "log", "log1p", "sqrt", "abs", "sin", "cos", "tanh", "sigmoid", "erf", "maximum",
+    "minimum", "clamp", "clip", "where",
 ]  # fmt: skip
 
 
@@ -31,7 +31,7 @@ def _floating(x) -> Tensor:
 
 def _const(array, dtype) -> Tensor:
     """A constant (no-grad) Tensor of ``dtype`` from a backend array (a mask or a sign)."""
-    return Tensor._wrap(array.astype(dtype, copy=False))
+    return Tensor.from_array(array.astype(dtype, copy=False))
 
 
 class Exp(Function):
@@ -177,6 +177,13 @@ def tanh(x: Tensor) -> Tensor:
 
 
 class Sigmoid(Function):
+    # the mark that makes ``log`` warn (tinydl.debug.check_log_input)
+    log_warning = (
+        "log(sigmoid(x)) is -inf once sigmoid underflows to 0 (x below about -745 in float64, "
+        "-104 in float32); use -F.softplus(-x) instead (a stable logsigmoid), or "
+        "F.binary_cross_entropy_with_logits on the logits for a loss"
+    )
+
     @staticmethod
     def forward(ctx, x):
         xp = get_array_module(x)
@@ -263,132 +270,6 @@ class Erf(Function):
 def erf(x: Tensor) -> Tensor:
     """The error function ``2/sqrt(pi) * integral_0^x exp(-t^2) dt``."""
     return Erf.apply(_floating(x))
-
-
-class Relu(Function):
-    @staticmethod
-    def forward(ctx, x):
-        y = get_array_module(x).maximum(x, 0)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        (y,) = ctx.saved_tensors
-        return grad * _const(~(y.data <= 0), grad.dtype)  # 0 at 0; NaN passes, as PyTorch
-
-
-def relu(x: Tensor) -> Tensor:
-    """``max(x, 0)``; the gradient at 0 is 0."""
-    return Relu.apply(x)
-
-
-class LeakyRelu(Function):
-    @staticmethod
-    def forward(ctx, x, slope):
-        ctx.save_for_backward(x)
-        ctx.slope = slope
-        return get_array_module(x).where(x > 0, x, x * slope)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        factor = get_array_module(x.data).where(x.data > 0, 1, ctx.slope)
-        return grad * _const(factor, grad.dtype), None
-
-
-def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
-    """``x`` where ``x > 0``, else ``negative_slope * x`` (that slope also at 0, as PyTorch)."""
-    return LeakyRelu.apply(x, float(negative_slope))
-
-
-class Elu(Function):
-    @staticmethod
-    def forward(ctx, x, alpha):
-        xp = get_array_module(x)
-        y = xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0)))
-        ctx.save_for_backward(x, y)
-        ctx.alpha = alpha
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, y = ctx.saved_tensors
-        # alpha * exp(x) written as y + alpha, so its own derivative flows through y
-        return grad * where(x.data > 0, 1, y + ctx.alpha), None
-
-
-def elu(x: Tensor, alpha: float = 1.0) -> Tensor:
-    """``x`` where ``x > 0``, else ``alpha * (exp(x) - 1)``."""
-    return Elu.apply(_floating(x), float(alpha))
-
-
-_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
-_GELU_C = 0.044715
-
-
-class Gelu(Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return 0.5 * x * (1 + _erf_array(x * (1 / math.sqrt(2))))
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        cdf = 0.5 * (1 + erf(x * (1 / math.sqrt(2))))
-        pdf = exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
-        return grad * (cdf + x * pdf)
-
-
-class GeluTanh(Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        inner = _SQRT_2_OVER_PI * (x + _GELU_C * x * x * x)
-        return 0.5 * x * (1 + get_array_module(x).tanh(inner))
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        t = tanh(_SQRT_2_OVER_PI * (x + _GELU_C * x * x * x))
-        dinner = _SQRT_2_OVER_PI * (1 + 3 * _GELU_C * x * x)
-        return grad * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * dinner)
-
-
-def gelu(x: Tensor, approximate: str = "none") -> Tensor:
-    """``x * Phi(x)`` (``approximate="none"``, exact erf) or PyTorch's ``"tanh"`` approximation
-    ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``."""
-    if approximate == "none":
-        return Gelu.apply(_floating(x))
-    if approximate == "tanh":
-        return GeluTanh.apply(_floating(x))
-    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-
-
-class Softplus(Function):
-    @staticmethod
-    def forward(ctx, x, beta, threshold):
-        xp = get_array_module(x)
-        bx = x * beta
-        # NOTE: max(bx, 0) + log1p(exp(-|bx|)) never overflows, even with a huge threshold.
-        soft = (xp.maximum(bx, 0) + xp.log1p(xp.exp(-xp.abs(bx)))) / beta
-        ctx.save_for_backward(x)
-        ctx.beta, ctx.threshold = beta, threshold
-        return xp.where(bx > threshold, x, soft)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        linear = x.data * ctx.beta > ctx.threshold
-        return grad * where(linear, 1, sigmoid(x * ctx.beta)), None, None
-
-
-def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
-    """``log(1 + exp(beta x)) / beta``, and ``x`` itself where ``beta x > threshold``."""
-    if beta == 0:
-        raise ValueError(f"softplus: beta must be nonzero, got {beta}")
-    return Softplus.apply(_floating(x), float(beta), float(threshold))
 
 
 class Maximum(Function):
@@ -506,7 +387,7 @@ class Where(Function):
 def where(cond, a, b) -> Tensor:
     """``a`` where ``cond`` is True, else ``b``; the three broadcast together. ``cond`` is a bool
     Tensor or array; ``a`` and ``b`` are Tensors or numbers (a number takes the other's dtype)."""
-    cond = cond if isinstance(cond, Tensor) else Tensor._wrap(as_array(cond))
+    cond = cond if isinstance(cond, Tensor) else Tensor.from_array(as_array(cond))
     if cond.dtype != np.bool_:
         raise DTypeError(f"where: cond must be a bool tensor, got dtype {cond.dtype}")
     return Where.apply(cond, *lift_pair(a, b))

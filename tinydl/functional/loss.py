@@ -187,18 +187,18 @@ def cross_entropy(
         coef, denom = _index_coefficients(
             op, input.data, target, weight, ignore_index, label_smoothing, dim
         )
-        return CrossEntropy.apply(input, Tensor._wrap(coef), dim, reduction, denom)
+        return CrossEntropy.apply(input, Tensor.from_array(coef), dim, reduction, denom)
     if _data(target).dtype.kind != "f":
         raise DTypeError(
             f"{op}: a target of the input's shape {input.shape} holds class probabilities and "
             f"must be floating point, got dtype {_data(target).dtype}"
         )
     c = input.shape[dim]
-    probs = target if isinstance(target, Tensor) else Tensor._wrap(_data(target))
+    probs = target if isinstance(target, Tensor) else Tensor.from_array(_data(target))
     if label_smoothing:
         probs = probs * (1.0 - label_smoothing) + label_smoothing / c
     w = _class_view(op, weight, input.data, dim)
-    coef = probs if w is None else probs * Tensor._wrap(w)
+    coef = probs if w is None else probs * Tensor.from_array(w)
     xp = get_array_module(input.data)
     denom = xp.asarray(input.data.size // c if c else 0, dtype=input.dtype)
     return CrossEntropy.apply(input, coef, dim, reduction, denom)
@@ -216,7 +216,7 @@ def nll_loss(
     _check_reduction("nll_loss", reduction)
     dim = _class_dim("nll_loss", input)
     coef, denom = _index_coefficients("nll_loss", input.data, target, weight, ignore_index, 0, dim)
-    return NLLLoss.apply(input, Tensor._wrap(coef), dim, reduction, denom)
+    return NLLLoss.apply(input, Tensor.from_array(coef), dim, reduction, denom)
 
 
 def _reduce(loss: Tensor, reduction: str) -> Tensor:
@@ -255,7 +255,7 @@ class BCEWithLogits(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        from .elementwise import softplus  # H1's stable softplus; needed only with pos_weight
+        from .activation import softplus  # H1's stable softplus; needed only with pos_weight
 
         x, t, pw = ctx.saved_tensors
         gx = gt = gpw = None
@@ -281,7 +281,7 @@ def binary_cross_entropy_with_logits(
     along the last dimension."""
     _check_reduction("binary_cross_entropy_with_logits", reduction)
     if not isinstance(target, Tensor):
-        target = Tensor._wrap(_data(target).astype(input.dtype))
+        target = Tensor.from_array(_data(target).astype(input.dtype))
     if target.shape != input.shape:
         raise ShapeError(
             f"binary_cross_entropy_with_logits: target shape {target.shape} must equal input "
@@ -307,4 +307,4 @@ def one_hot(t: Tensor, num_classes: int = -1) -> Tensor:
             f"[{int(a.min())}, {int(a.max())}]"
         )
     xp = get_array_module(a)
-    return Tensor._wrap((a[..., None] == xp.arange(num_classes)).astype(xp.int64))
+    return Tensor.from_array((a[..., None] == xp.arange(num_classes)).astype(xp.int64))

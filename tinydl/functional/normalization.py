@@ -92,7 +92,7 @@ class BatchNorm(Function):
         dx, dw, db = get_kernel("batchnorm_backward", like=grad.data)(
             grad.data, xhat.data, w, ctx.inv_std.astype(grad.dtype, copy=False)
         )
-        wrap = Tensor._wrap
+        wrap = Tensor.from_array
         return (
             wrap(dx) if needs[0] else None,
             wrap(dw) if needs[1] else None,
@@ -180,7 +180,7 @@ def batch_norm(
         xp = get_array_module(x.data)
         mean = xp.asarray(_array(running_mean), dtype=x.dtype).reshape(shape)
         var = xp.asarray(_array(running_var), dtype=x.dtype).reshape(shape)
-        y = (x - Tensor._wrap(mean)) * Tensor._wrap(1 / xp.sqrt(var + eps))
+        y = (x - Tensor.from_array(mean)) * Tensor.from_array(1 / xp.sqrt(var + eps))
     return _affine(y, weight, bias, shape)
 
 

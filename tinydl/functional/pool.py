@@ -11,10 +11,11 @@ from __future__ import annotations
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ..backend.kernels import get_kernel
+from ..backend.kernels.geometry import pair
 from ..errors import DTypeError, ShapeError
 from ._util import lift
 from .arithmetic import matmul
-from .conv import Im2col, _output_hw, _pair, _window_args
+from .conv import Im2col, _output_hw, _window_args
 
 __all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"]
 
@@ -80,7 +81,7 @@ class MaxPool2dBackward(Function):
         xp = get_array_module(argmax.data)
         rows = xp.arange(kernel[0] * kernel[1]).reshape(-1, 1)
         onehot = (rows == argmax.data.reshape(1, -1)).astype(gg.dtype)
-        picked = (cols * Tensor._wrap(onehot)).sum(0).reshape(argmax.shape)
+        picked = (cols * Tensor.from_array(onehot)).sum(0).reshape(argmax.shape)
         return picked, None, None, None, None, None
 
 
@@ -117,7 +118,7 @@ def _averaging_matrix(size: int, out: int, like: Tensor) -> Tensor:
     for i in range(out):
         start, end = (i * size) // out, -((-(i + 1) * size) // out)
         m[i, start:end] = 1 / (end - start)
-    return Tensor._wrap(m)
+    return Tensor.from_array(m)
 
 
 def adaptive_avg_pool2d(x: Tensor, output_size) -> Tensor:
@@ -135,9 +136,7 @@ def adaptive_avg_pool2d(x: Tensor, output_size) -> Tensor:
     n, c, h, w = x.shape
     if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
         output_size = tuple(s if s is not None else d for s, d in zip(output_size, (h, w)))
-    oh, ow = _pair("adaptive_avg_pool2d", "output_size", output_size)
-    if oh < 1 or ow < 1:
-        raise ValueError(f"adaptive_avg_pool2d: output_size must be >= 1, got {(oh, ow)}")
+    oh, ow = pair(output_size, "adaptive_avg_pool2d", "output_size", minimum=1)
     if h % oh == 0 and w % ow == 0:  # fast path: equal, non-overlapping windows
         return x.reshape(n, c, oh, h // oh, ow, w // ow).mean((3, 5))
     rows, cols = _averaging_matrix(h, oh, x), _averaging_matrix(w, ow, x)

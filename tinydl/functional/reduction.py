@@ -113,7 +113,7 @@ class Extreme(Function):
         y = (xp.max if ctx.largest else xp.min)(x.data, axis=ctx.dims, keepdims=True)
         mask = (x.data == y).astype(x.dtype)
         weights = mask / mask.sum(axis=ctx.dims, keepdims=True)
-        return _keep(grad, x.shape, ctx.dims, ctx.keepdim) * Tensor._wrap(weights), None, None, None
+        return _keep(grad, x.shape, ctx.dims, ctx.keepdim) * Tensor.from_array(weights), None, None, None
 
 
 class ExtremeDim(Function):
@@ -135,7 +135,7 @@ class ExtremeDim(Function):
         mask = xp.zeros(ctx.shape, grad.dtype)
         xp.put_along_axis(mask, ctx.idx, 1, axis=ctx.dim)
         g = _keep(grad, ctx.shape, (ctx.dim,), ctx.keepdim)
-        return g * Tensor._wrap(mask), None, None, None
+        return g * Tensor.from_array(mask), None, None, None
 
 
 def _extreme(op: str, x: Tensor, dim, keepdim: bool, largest: bool):
@@ -184,12 +184,12 @@ def _argextreme(op: str, x: Tensor, dim, keepdim: bool, largest: bool) -> Tensor
         _check_nonempty(op, x, tuple(range(x.ndim)))
         idx = fn(x.data)
         shape = (1,) * x.ndim if keepdim else ()
-        return Tensor._wrap(xp.asarray(idx, dtype=xp.int64).reshape(shape))
+        return Tensor.from_array(xp.asarray(idx, dtype=xp.int64).reshape(shape))
     d = normalize_dim(op, dim, x.ndim)
     if x.ndim == 0:
-        return Tensor._wrap(xp.zeros((), xp.int64))
+        return Tensor.from_array(xp.zeros((), xp.int64))
     _check_nonempty(op, x, (d,))
-    return Tensor._wrap(fn(x.data, axis=d, keepdims=keepdim).astype(xp.int64))
+    return Tensor.from_array(fn(x.data, axis=d, keepdims=keepdim).astype(xp.int64))
 
 
 def argmax(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
@@ -256,7 +256,7 @@ class Std(Function):
         x, y = ctx.saved_tensors
         y = _keep(y, x.shape, ctx.dims, ctx.keepdim)
         # NOTE: where std is 0 the centered values are 0 too; dividing by 1 there gives PyTorch's 0
-        y = y + Tensor._wrap((y.data == 0).astype(y.dtype))
+        y = y + Tensor.from_array((y.data == 0).astype(y.dtype))
         g = _keep(grad, x.shape, ctx.dims, ctx.keepdim)
         return g * _centered(x, ctx.dims) / (y * ctx.denom), None, None, None
 
@@ -299,7 +299,7 @@ class LogSumExp(Function):
             return broadcast_to(g, x.shape), None, None
         # NOTE: softmax as exp(x - max) / sum, not exp(x - y): y rounds away the small terms when
         # |x| is huge (float32 1e4, or -1e30 + log 2), and the max is a constant shift.
-        e = elementwise.exp(x - Tensor._wrap(_finite_max(x.data, ctx.dims)))
+        e = elementwise.exp(x - Tensor.from_array(_finite_max(x.data, ctx.dims)))
         return g * e / sum(e, ctx.dims, keepdim=True), None, None
 
 
@@ -332,7 +332,7 @@ def _prod_of_others(x: Tensor, dims: tuple) -> Tensor:
         p = xp.prod(safe, axis=dims, keepdims=True)
         zeros = zero.sum(axis=dims, keepdims=True)
         others = xp.where(zeros == 0, p / safe, xp.where((zeros == 1) & zero, p, 0))
-        return Tensor._wrap(others.astype(x.dtype))
+        return Tensor.from_array(others.astype(x.dtype))
     if not zero.any():  # NOTE: a host read, paid only when building a graph (double backward)
         return prod(x, dims, keepdim=True) / x
     # NOTE: differentiable again (double backward): put the K reduced elements of each slice
@@ -344,7 +344,7 @@ def _prod_of_others(x: Tensor, dims: tuple) -> Tensor:
     k = _count(x.shape, dims)
     rows = x.permute(perm).reshape(batch + (k,)).unsqueeze(-2)
     eye = xp.eye(k, dtype=x.dtype)
-    others = prod(rows * Tensor._wrap(1 - eye) + Tensor._wrap(eye), -1)
+    others = prod(rows * Tensor.from_array(1 - eye) + Tensor.from_array(eye), -1)
     others = others.reshape(batch + tuple(x.shape[d] for d in dims))
     return others.permute(tuple(int(i) for i in np.argsort(perm)))
 
@@ -383,7 +383,7 @@ class Norm(Function):
         g = _keep(grad, x.shape, dims, ctx.keepdim)
         y = _keep(y, x.shape, dims, ctx.keepdim)
         xp = get_array_module(x.data)
-        sign = Tensor._wrap(xp.sign(x.data))
+        sign = Tensor.from_array(xp.sign(x.data))
         if p == 0:
             return g * 0 * x, None, None, None
         if p == 1:
@@ -391,9 +391,9 @@ class Norm(Function):
         if p in (inf, -inf):  # split evenly among the elements that reach the norm
             mask = (xp.abs(x.data) == y.data).astype(x.dtype)
             w = sign.data * mask / mask.sum(axis=dims, keepdims=True)
-            return g * Tensor._wrap(w), None, None, None
+            return g * Tensor.from_array(w), None, None, None
         # NOTE: a zero norm means x is 0 there; dividing by 1 instead gives PyTorch's 0 gradient
-        y = y + Tensor._wrap((y.data == 0).astype(y.dtype))
+        y = y + Tensor.from_array((y.data == 0).astype(y.dtype))
         if p == 2:
             return g * x / y, None, None, None
         return g * sign * (x * sign) ** (p - 1) / y ** (p - 1), None, None, None

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 from .. import functional as F
+from ..backend.kernels.geometry import pair
 from ..tensor import Parameter, empty
 from . import init
 from .module import Module
 
 __all__ = ["Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d"]
-
-
-def _pair(v, name: str, layer: str) -> tuple[int, int]:
-    pair = (v, v) if isinstance(v, int) else tuple(v)
-    if len(pair) != 2:
-        raise ValueError(f"{layer}: {name} must be an int or a pair, got {v!r}")
-    return pair
 
 
 class Conv2d(Module):
@@ -39,10 +33,10 @@ class Conv2d(Module):
                 f"out_channels={out_channels}"
             )
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size = _pair(kernel_size, "kernel_size", "Conv2d")
-        self.stride = _pair(stride, "stride", "Conv2d")
-        self.padding = _pair(padding, "padding", "Conv2d")
-        self.dilation = _pair(dilation, "dilation", "Conv2d")
+        self.kernel_size = pair(kernel_size, "Conv2d", "kernel_size")
+        self.stride = pair(stride, "Conv2d", "stride")
+        self.padding = pair(padding, "Conv2d", "padding")
+        self.dilation = pair(dilation, "Conv2d", "dilation")
         self.weight = Parameter(
             empty(out_channels, in_channels // groups, *self.kernel_size, dtype=dtype)
         )

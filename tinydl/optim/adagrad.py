@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .optimizer import Optimizer, eps_divide
+from .optimizer import Optimizer, eps_divide, hyper_parameters
 
 __all__ = ["Adagrad", "adagrad_update"]
 
@@ -78,15 +78,7 @@ class Adagrad(Optimizer):
         *,
         maximize: bool = False,
     ):
-        defaults = dict(
-            lr=lr,
-            lr_decay=lr_decay,
-            weight_decay=weight_decay,
-            initial_accumulator_value=initial_accumulator_value,
-            eps=eps,
-            maximize=maximize,
-        )
-        super().__init__(params, defaults)
+        super().__init__(params, hyper_parameters(locals()))
 
     def _check(self, group: dict) -> None:
         self._require_nonnegative(
@@ -99,15 +91,4 @@ class Adagrad(Optimizer):
             state["sum"] = self._full_like(p, group["initial_accumulator_value"])
 
     def _update(self, p, grad, state: dict, group: dict) -> None:
-        adagrad_update(
-            p.data,
-            grad,
-            state["sum"],
-            step=state["step"],
-            lr=group["lr"],
-            lr_decay=group["lr_decay"],
-            weight_decay=group["weight_decay"],
-            eps=group["eps"],
-            maximize=group["maximize"],
-            work=self._workspace(p),
-        )
+        self._run(adagrad_update, p, grad, group, state["sum"], step=state["step"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .optimizer import Optimizer, eps_divide, fused, require
+from .optimizer import Optimizer, eps_divide, hyper_parameters, require, with_defaults
 
 __all__ = ["Adam", "AdamW", "adam_update", "lerp_"]
 
@@ -120,15 +120,8 @@ class Adam(Optimizer):
         *,
         maximize: bool = False,
     ):
-        defaults = dict(
-            lr=lr,
-            betas=tuple(betas),
-            eps=eps,
-            weight_decay=weight_decay,
-            amsgrad=amsgrad,
-            maximize=maximize,
-        )
-        super().__init__(params, defaults)
+        betas = tuple(betas)
+        super().__init__(params, hyper_parameters(locals()))
 
     def _check(self, group: dict) -> None:
         name = type(self).__name__
@@ -149,43 +142,19 @@ class Adam(Optimizer):
 
     def _update(self, p, grad, state: dict, group: dict) -> None:
         beta1, beta2 = group["betas"]
-        fused(adam_update, p.data, grad)(
-            p.data,
-            grad,
-            state["exp_avg"],
-            state["exp_avg_sq"],
-            state.get("max_exp_avg_sq"),
-            step=state["step"],
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            amsgrad=group["amsgrad"],
-            maximize=group["maximize"],
-            decoupled=self._decoupled,
-            work=self._workspace(p),
-        )
+        moments = state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq")
+        self._run(
+            adam_update, p, grad, group, *moments,
+            step=state["step"], beta1=beta1, beta2=beta2, decoupled=self._decoupled,
+        )  # fmt: skip
 
 
 class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov and Hutter, 2019): ``torch.optim.AdamW``.
 
     The parameter shrinks by ``lr * weight_decay`` each step instead of the decay entering the
-    gradient moments. Same arguments as ``Adam``; ``weight_decay`` defaults to 0.01.
+    gradient moments. Adam's arguments, with a default ``weight_decay`` of 0.01 (as PyTorch).
     """
 
     _decoupled = True
-
-    def __init__(
-        self,
-        params,
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 1e-2,
-        amsgrad: bool = False,
-        *,
-        maximize: bool = False,
-    ):
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize)
+    __init__ = with_defaults(Adam.__init__, weight_decay=1e-2)

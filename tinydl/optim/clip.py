@@ -86,12 +86,13 @@ def clip_grad_norm_(
             "error_if_nonfinite=False to clip anyway"
         )
     coef = max_norm / (total + 1e-6)  # in the norm's dtype, as PyTorch
-    # NOTE: PyTorch multiplies by min(coef, 1); multiplying by 1 changes nothing, so skip it
-    # (a nan coefficient still propagates, as there).
-    if not bool(coef >= 1.0):
-        with np.errstate(invalid="ignore"):  # inf * 0 -> nan, as PyTorch gives, unwarned
-            for g in grads:
-                g *= coef
+    # NOTE: always multiplied, by min(coef, 1) as PyTorch: deciding whether to skip would read
+    # coef back to the host (a GPU sync every step), and multiplying by exactly 1.0 changes no
+    # bit. A nan coefficient propagates (minimum keeps nan).
+    coef = xp.minimum(coef, 1.0)
+    with np.errstate(invalid="ignore"):  # inf * 0 -> nan, as PyTorch gives, unwarned
+        for g in grads:
+            g *= coef
     return Tensor(total)
 
 

@@ -1,16 +1,22 @@
 """The ``Optimizer`` base: parameter groups, per-parameter state, ``zero_grad``, state dicts.
 
-Subclasses (``SGD``, ``Adam``, ...) hold only their defaults, a ``_check`` of the hyper-parameters
-of one group, an ``_init_state`` that creates a parameter's state, and an ``_update`` that calls a
-plain update function over arrays (``sgd_update``, ``adam_update``, ...); the loop over groups and
-parameters is ``Optimizer.step``. The update functions change the parameter and state arrays in
-place, so a parameter's ``.data`` stays the same array for the whole of training.
+Subclasses (``SGD``, ``Adam``, ...) hold only a constructor whose signature states each
+hyper-parameter and its default once (``hyper_parameters(locals())`` makes the defaults dict of
+it), a ``_check`` of the hyper-parameters of one group, an ``_init_state`` that creates a
+parameter's state, and an ``_update`` that hands the state arrays to a plain update function over
+arrays (``sgd_update``, ``adam_update``, ...) through ``Optimizer._run``, which passes each
+hyper-parameter by the name the update function gives it. The loop over groups and parameters is
+``Optimizer.step``. The update functions change the parameter and state arrays in place, so a
+parameter's ``.data`` stays the same array for the whole of training.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections import defaultdict
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 
@@ -19,7 +25,7 @@ from ..backend import get_array_module, is_device_array, kernels, to_numpy
 from ..debug import check_retained_graph
 from ..errors import ShapeError, TinydlError
 
-__all__ = ["Optimizer", "OptimizerStateError", "require"]
+__all__ = ["Optimizer", "OptimizerStateError", "require", "hyper_parameters", "with_defaults"]
 
 
 class OptimizerStateError(TinydlError, ValueError):
@@ -54,6 +60,46 @@ def fused(update: Callable, param, grad) -> Callable:
     if not is_device_array(param):
         return update
     return kernels.fused_update(update.__name__, param, grad) or update
+
+
+def hyper_parameters(arguments: dict) -> dict:
+    """The defaults dict of an optimizer from its constructor's ``locals()``: every argument but
+    ``self`` and ``params`` (and the ``__class__`` cell that ``super()`` adds), so that the
+    signature is the one place that names a hyper-parameter and gives its default."""
+    return {k: v for k, v in arguments.items() if k not in ("self", "params", "__class__")}
+
+
+_Init = TypeVar("_Init", bound=Callable)
+
+
+def with_defaults(init: _Init, **defaults) -> _Init:
+    """``init`` (an optimizer's ``__init__``) with other default values, for a variant that
+    differs only in them (``AdamW``: ``Adam`` with ``weight_decay=1e-2``). The parameters stay the
+    same, in the same order, positional or keyword, and ``help()`` shows the new defaults."""
+    sig = inspect.signature(init)
+    unknown = sorted(set(defaults) - set(sig.parameters))
+    if unknown:
+        raise TypeError(f"with_defaults: {init.__qualname__} has no parameter {unknown}")
+    params = [p.replace(default=defaults.get(p.name, p.default)) for p in sig.parameters.values()]
+    sig = sig.replace(parameters=params)
+
+    def __init__(self, *args, **kwargs):
+        try:
+            bound = sig.bind(self, *args, **kwargs)
+        except TypeError as exc:  # worded as Python words it for a plain __init__
+            raise TypeError(f"{type(self).__name__}.__init__() {exc}") from None
+        bound.apply_defaults()
+        init(*bound.args, **bound.kwargs)
+
+    __init__.__signature__ = sig
+    return __init__
+
+
+@functools.cache
+def _keywords(update: Callable) -> frozenset:
+    """The keyword-only parameters of an update function (its hyper-parameters)."""
+    params = inspect.signature(update).parameters.values()
+    return frozenset(p.name for p in params if p.kind is p.KEYWORD_ONLY)
 
 
 # How ``Optimizer._require_nonnegative`` words its message "SGD: invalid <what> <value>; <rule>"
@@ -199,8 +245,20 @@ class Optimizer:
         """Fill in ``state`` (empty on the first step) with what ``_update`` needs."""
 
     def _update(self, p: Tensor, grad, state: dict, group: dict) -> None:
-        """Update ``p.data`` in place from the gradient array ``grad`` (subclasses)."""
+        """Update ``p.data`` in place from the gradient array ``grad`` (subclasses), usually
+        one ``self._run(update_function, p, grad, group, *state_arrays)``."""
         raise NotImplementedError
+
+    def _run(self, update: Callable, p: Tensor, grad, group: dict, *arrays, **extra):
+        """``update(p.data, grad, *arrays, **hyper, **extra, work=...)``, or its fused CUDA twin.
+
+        ``hyper`` is every entry of ``group`` that ``update`` takes as a keyword-only argument, so
+        a hyper-parameter reaches the update under its own name without being listed here;
+        ``extra`` gives the others (the step count, values derived from a group entry)."""
+        names = _keywords(update)
+        hyper = {k: v for k, v in group.items() if k in names}
+        step = fused(update, p.data, grad)
+        return step(p.data, grad, *arrays, **hyper, **extra, work=self._workspace(p))
 
     @staticmethod
     def _closure(closure):

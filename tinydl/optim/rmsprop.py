@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .adam import lerp_
-from .optimizer import Optimizer, eps_divide
+from .optimizer import Optimizer, eps_divide, hyper_parameters
 
 __all__ = ["RMSprop", "rmsprop_update"]
 
@@ -102,16 +102,7 @@ class RMSprop(Optimizer):
         *,
         maximize: bool = False,
     ):
-        defaults = dict(
-            lr=lr,
-            alpha=alpha,
-            eps=eps,
-            weight_decay=weight_decay,
-            momentum=momentum,
-            centered=centered,
-            maximize=maximize,
-        )
-        super().__init__(params, defaults)
+        super().__init__(params, hyper_parameters(locals()))
 
     def _check(self, group: dict) -> None:
         self._require_nonnegative(group, "lr", "eps", "alpha", "momentum", "weight_decay")
@@ -128,18 +119,5 @@ class RMSprop(Optimizer):
             state["grad_avg"] = self._full_like(p)
 
     def _update(self, p, grad, state: dict, group: dict) -> None:
-        rmsprop_update(
-            p.data,
-            grad,
-            state["square_avg"],
-            state.get("grad_avg"),
-            state.get("momentum_buffer"),
-            lr=group["lr"],
-            alpha=group["alpha"],
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            momentum=group["momentum"],
-            centered=group["centered"],
-            maximize=group["maximize"],
-            work=self._workspace(p),
-        )
+        averages = state["square_avg"], state.get("grad_avg"), state.get("momentum_buffer")
+        self._run(rmsprop_update, p, grad, group, *averages)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .optimizer import Optimizer, fused
+from .optimizer import Optimizer, hyper_parameters
 
 __all__ = ["SGD", "sgd_update"]
 
@@ -106,15 +106,7 @@ class SGD(Optimizer):
         *,
         maximize: bool = False,
     ):
-        defaults = dict(
-            lr=lr,
-            momentum=momentum,
-            dampening=dampening,
-            weight_decay=weight_decay,
-            nesterov=nesterov,
-            maximize=maximize,
-        )
-        super().__init__(params, defaults)
+        super().__init__(params, hyper_parameters(locals()))
 
     def _check(self, group: dict) -> None:
         self._require_nonnegative(group, "lr", "momentum", "weight_decay")
@@ -127,17 +119,6 @@ class SGD(Optimizer):
 
     def _update(self, p, grad, state: dict, group: dict) -> None:
         # NOTE: no state to set up: the momentum buffer is a copy of the first step's gradient.
-        buf = fused(sgd_update, p.data, grad)(
-            p.data,
-            grad,
-            state.get("momentum_buffer"),
-            lr=group["lr"],
-            momentum=group["momentum"],
-            dampening=group["dampening"],
-            nesterov=group["nesterov"],
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-            work=self._workspace(p),
-        )
+        buf = self._run(sgd_update, p, grad, group, state.get("momentum_buffer"))
         if buf is not None:
             state["momentum_buffer"] = buf

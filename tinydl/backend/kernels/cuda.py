@@ -26,6 +26,7 @@ import numpy as np
 
 from ..cupy_backend import cupy_module
 from . import numpy_ref
+from .geometry import pair
 
 __all__ = ["SPECS", *numpy_ref.OPS, "fused_sgd_update", "fused_adam_update"]
 
@@ -288,7 +289,7 @@ def maxpool2d_forward(x, kernel, stride, padding=0):
         return numpy_ref.maxpool2d_forward(x, kernel, stride, padding)
     xp = _cupy()
     n, c, h, w = x.shape
-    kh, kw = numpy_ref._pair(kernel)
+    kh, kw = pair(kernel, "maxpool2d", "kernel")
     oh, ow, stride, padding, _ = numpy_ref._geometry(x.shape, kh, kw, stride, padding, 1)
     out = xp.empty((n, c, oh, ow), dtype=x.dtype)
     argmax = xp.empty((n, c, oh, ow), dtype=np.int64)
@@ -304,7 +305,7 @@ def maxpool2d_backward(grad, argmax, x_shape, kernel, stride, padding=0):
         return numpy_ref.maxpool2d_backward(grad, argmax, x_shape, kernel, stride, padding)
     xp = _cupy()
     n, c, h, w = (int(s) for s in x_shape)
-    kh, kw = numpy_ref._pair(kernel)
+    kh, kw = pair(kernel, "maxpool2d", "kernel")
     oh, ow, stride, padding, _ = numpy_ref._geometry(x_shape, kh, kw, stride, padding, 1)
     dx = xp.empty((n, c, h, w), dtype=grad.dtype)
     if dx.size:

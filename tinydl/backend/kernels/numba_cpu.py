@@ -21,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, uint64
 
-from .numpy_ref import OPS, _geometry, _pair
+from .geometry import pair
+from .numpy_ref import OPS, _geometry
 
 __all__ = list(OPS)
 
@@ -161,7 +162,7 @@ def maxpool2d_forward(x, kernel, stride, padding=0):
         from .numpy_ref import maxpool2d_forward as reference
 
         return reference(x, kernel, stride, padding)
-    kh, kw = _pair(kernel)
+    kh, kw = pair(kernel, "maxpool2d", "kernel")
     n, c, h, w = x.shape
     oh, ow, (sh, sw), (ph, pw), _ = _geometry(x.shape, kh, kw, stride, padding, 1)
     out = np.empty((n, c, oh, ow), dtype=x.dtype)
@@ -190,7 +191,7 @@ def _maxpool_bwd(gf, af, planes, h, w, kw, sh, sw, ph, pw, oh, ow, dxf):
 
 def maxpool2d_backward(grad, argmax, x_shape, kernel, stride, padding=0):
     """Gradient of max pooling; see ``numpy_ref.maxpool2d_backward``."""
-    kh, kw = _pair(kernel)
+    kh, kw = pair(kernel, "maxpool2d", "kernel")
     n, c, h, w = x_shape
     oh, ow, (sh, sw), (ph, pw), _ = _geometry(x_shape, kh, kw, stride, padding, 1)
     dx = np.zeros((n, c, h, w), dtype=grad.dtype)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..device import get_array_module
+from .geometry import pair
 
 # The kernel ops: every variant (Numba, CUDA) provides these, with the signatures below.
 OPS = (
@@ -41,10 +42,6 @@ OPS = (
 __all__ = ["OPS", *OPS, "conv_output_size", "batchnorm_statistics"]
 
 
-def _pair(v) -> tuple[int, int]:
-    return (int(v), int(v)) if np.ndim(v) == 0 else (int(v[0]), int(v[1]))
-
-
 def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
     """Output length of a convolution or pooling along one axis (PyTorch's formula, floor mode)."""
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
@@ -52,7 +49,8 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation
 
 def _geometry(x_shape, kh, kw, stride, padding, dilation):
     """``(OH, OW)`` and the pairs, after checking that the windows fit the padded input."""
-    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    stride, padding = pair(stride, "kernel", "stride"), pair(padding, "kernel", "padding")
+    dilation = pair(dilation, "kernel", "dilation")
     h, w = x_shape[-2:]
     oh = conv_output_size(h, kh, stride[0], padding[0], dilation[0])
     ow = conv_output_size(w, kw, stride[1], padding[1], dilation[1])
@@ -137,7 +135,7 @@ def maxpool2d_forward(x, kernel, stride, padding=0):
     the first position wins; a NaN in a window wins and propagates, as in PyTorch.
     """
     xp = get_array_module(x)
-    kh, kw = _pair(kernel)
+    kh, kw = pair(kernel, "maxpool2d", "kernel")
     oh, ow, stride, padding, _ = _geometry(x.shape, kh, kw, stride, padding, 1)
     win = _windows(_pad(x, padding, _lowest(x.dtype)), kh, kw, oh, ow, stride, (1, 1))
     flat = win.reshape(win.shape[:4] + (kh * kw,))  # copies: the windows overlap
@@ -152,7 +150,7 @@ def maxpool2d_backward(grad, argmax, x_shape, kernel, stride, padding=0):
     collect the sum. Returns ``dx`` of ``x_shape`` and ``grad``'s dtype."""
     xp = get_array_module(grad)
     n, c, h, w = x_shape
-    kh, kw = _pair(kernel)
+    kh, kw = pair(kernel, "maxpool2d", "kernel")
     oh, ow, stride, padding, _ = _geometry(x_shape, kh, kw, stride, padding, 1)
     ph, pw = padding
     dx = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=grad.dtype)
