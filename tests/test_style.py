@@ -12,7 +12,8 @@ SOURCES = sorted((ROOT / "tinydl").rglob("*.py"))
 
 
 def test_ruff_clean():
-    ruff = shutil.which("ruff")
+    beside = pathlib.Path(sys.executable).with_name("ruff")  # a venv that is not activated
+    ruff = str(beside) if beside.exists() else shutil.which("ruff")
     if ruff is None:
         pytest.skip("ruff is not installed (it comes with the dev extra)")
     result = subprocess.run([ruff, "check", "tinydl", "tests", "examples", "benchmarks"], cwd=ROOT,
@@ -22,8 +23,9 @@ def test_ruff_clean():
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_files_stay_small(path):
+    limit = 600 if path.name == "autograd.py" else 450  # the core keeps Tensor and engine together
     lines = len(path.read_text().splitlines())
-    assert lines <= 600, f"{path.name} has {lines} lines; split it by topic (limit 600)"
+    assert lines <= limit, f"{path.name} has {lines} lines; split it by topic (limit {limit})"
 
 
 def test_import_needs_only_numpy():
