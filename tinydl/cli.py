@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -81,9 +82,12 @@ def _train(args) -> int:
         if args.lr is not None
         else {"sgd": 0.05, "adam": 2e-3, "adamw": 2e-3}[args.optimizer]
     )
+    # NOTE: an image folder is stored by its absolute path, so that `tinydl evaluate` finds it
+    # from any working directory
+    named = args.dataset in ("mnist", "fashion-mnist")
     cfg = TrainConfig(
         model=args.model,
-        dataset=args.dataset,
+        dataset=args.dataset if named else str(Path(args.dataset).resolve()),
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=lr,
@@ -122,7 +126,7 @@ def _evaluate(args) -> int:
     if args.json:
         print(json.dumps({"data": source, "images": len(target), **report(test, classes)}))
         return 0
-    print(f"test accuracy on {len(target)} {source} images: {test['accuracy']:.4f}\n")
+    print(f"test accuracy ({source}, {len(target)} images): {test['accuracy']:.4f}\n")
     print(metrics.classification_report(target, pred, classes, num_classes=len(classes)))
     print("confusion matrix (rows: true, columns: predicted)")
     print(_confusion_table(metrics.confusion_matrix(target, pred, len(classes)), classes))
