@@ -12,7 +12,11 @@ once per epoch, so the loop does not stall a GPU at every step.
 ...                   metrics={"accuracy": count_correct}, out="runs/a")  # doctest: +SKIP
 >>> history = trainer.fit(train_loader, val_loader, epochs=3)  # doctest: +SKIP
 
-The image-classifier application behind ``tinydl train`` is ``tinydl.recipes.classifier``.
+Options plug in as ``Callback`` objects (``Trainer(callbacks=[...])``), not as branches in this
+loop: data-parallel training would shard the loader in ``on_epoch_start`` and all-reduce the
+gradients in ``on_after_backward``; a profiler would time the steps between ``on_epoch_start``
+and ``on_batch_end``. The image classifier behind ``tinydl train`` is a recipe on top of this
+loop: ``tinydl.recipes.classifier``.
 """
 
 from __future__ import annotations
@@ -237,7 +241,9 @@ class Trainer:
             totals.add(loss, output, y)
             self._call("on_batch_end", i, loss)
             if not bar.disable and i % 10 == 0:  # a drawn bar reads back every 10th step only
-                bar.set_postfix({k: f"{v:.4f}" for k, v in totals.means().items()})
+                rate = totals.count / (time.perf_counter() - start)
+                shown = {k: f"{v:.4f}" for k, v in totals.means().items()}
+                bar.set_postfix(**shown, img_s=f"{rate:.0f}")
         bar.close()
         seconds = time.perf_counter() - start
         means = totals.means()
