@@ -15,8 +15,8 @@ import numpy as np
 
 import tinydl as td
 import tinydl.functional as F
+from tinydl.recipes.images import MNIST_MEAN, MNIST_STD, load_digits
 from tinydl.testing import assert_close, assert_grads_match
-from tinydl.training import MNIST_MEAN, MNIST_STD, load_digits
 
 
 def init_params(hidden: int, rng: np.random.Generator) -> dict:

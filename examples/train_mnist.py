@@ -17,7 +17,7 @@ from tinydl import layers as nn
 from tinydl import metrics, optim
 from tinydl.data import ArrayDataset, DataLoader, random_split
 from tinydl.data import transforms as T
-from tinydl.training import MNIST_MEAN, MNIST_STD, load_digits
+from tinydl.recipes.images import MNIST_MEAN, MNIST_STD, load_digits
 
 
 def predict(model, loader):

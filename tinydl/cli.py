@@ -1,4 +1,4 @@
-"""The command line: ``tinydl train | evaluate | predict | info`` (also ``python -m tinydl``).
+"""The command line: ``tinydl train | evaluate | predict | info | bench`` (``python -m tinydl``).
 
 Bad arguments and missing files print one line and exit non-zero, without a traceback.
 """
@@ -19,10 +19,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="tinydl", description="Train, evaluate and deploy digit classifiers.")
+    p = _Parser(
+        prog="tinydl",
+        description="Train, evaluate and deploy image classifiers (MNIST digits by default).",
+    )
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    t = sub.add_parser("train", help="train a model on MNIST")
+    t = sub.add_parser("train", help="train a model on MNIST, Fashion-MNIST or an image folder")
+    t.add_argument(
+        "--dataset",
+        default="mnist",
+        help="mnist, fashion-mnist, or a folder with train/ and test/ holding one sub-folder of "
+        "images per class (read as grayscale, resized to 28x28; default: mnist)",
+    )
     t.add_argument("--model", choices=["mlp", "lenet", "cnn", "resnet"], default="cnn")
     t.add_argument("--epochs", type=int, default=3)
     t.add_argument("--batch-size", type=int, default=128)
@@ -31,7 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="adam")
     t.add_argument("--augment", action="store_true", help="random rotations and shifts")
-    t.add_argument("--data", default=None, help="folder with the MNIST files (else $TINYDL_DATA)")
+    t.add_argument(
+        "--data", default=None, help="folder with the (Fashion-)MNIST files (else $TINYDL_DATA)"
+    )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default="runs/latest", help="run folder (checkpoints, metrics, plots)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -40,10 +51,13 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="test accuracy, report and confusion matrix of a run")
     e.add_argument("run", help="run folder or checkpoint file")
-    e.add_argument("--data", default=None)
+    e.add_argument(
+        "--dataset", default=None, help="test split of this dataset (default: the run's)"
+    )
+    e.add_argument("--data", default=None, help="folder with the (Fashion-)MNIST files")
     e.add_argument("--json", action="store_true")
 
-    r = sub.add_parser("predict", help="classify new digit images of any size and format")
+    r = sub.add_parser("predict", help="classify new images of any size and format")
     r.add_argument("run", help="run folder or checkpoint file")
     r.add_argument("images", nargs="+")
     r.add_argument("--json", action="store_true")
@@ -56,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args) -> int:
-    from .training import TrainConfig, run_training
+    from .recipes.classifier import TrainConfig, run_training
 
     for name in ("epochs", "batch_size", "val_size"):
         if getattr(args, name) < (0 if name == "val_size" else 1):
@@ -68,8 +82,12 @@ def _train(args) -> int:
         if args.lr is not None
         else {"sgd": 0.05, "adam": 2e-3, "adamw": 2e-3}[args.optimizer]
     )
+    # NOTE: an image folder is stored by its absolute path, so that `tinydl evaluate` finds it
+    # from any working directory
+    named = args.dataset in ("mnist", "fashion-mnist")
     cfg = TrainConfig(
         model=args.model,
+        dataset=args.dataset if named else str(Path(args.dataset).resolve()),
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=lr,
@@ -87,62 +105,53 @@ def _train(args) -> int:
     return 0 if result else 1
 
 
+def _confusion_table(matrix, names) -> str:
+    """The confusion matrix with class names on its rows and columns."""
+    width = max(len(str(matrix.max())), *(len(n) for n in names))
+    lines = [" " * width + " " + " ".join(f"{n:>{width}}" for n in names)]
+    lines += [
+        f"{n:>{width}} " + " ".join(f"{v:>{width}}" for v in row) for n, row in zip(names, matrix)
+    ]
+    return "\n".join(lines)
+
+
 def _evaluate(args) -> int:
     from . import metrics
-    from .data import ArrayDataset, DataLoader
-    from .training import evaluate, load_digits, load_run, normalize
+    from .recipes.classifier import evaluate_run, report
 
-    model, meta = load_run(args.run)
-    data = args.data or meta["config"].get("data")
-    _, (images, labels), source = load_digits(data, log=lambda m: print(m, file=sys.stderr))
-    result = evaluate(model, DataLoader(ArrayDataset(images, labels, transform=normalize()), 1000))
-    target, pred = result["target"], result["pred"]
+    test, classes, source = evaluate_run(
+        args.run, args.dataset, args.data, log=lambda m: print(m, file=sys.stderr)
+    )
+    target, pred = test["target"], test["pred"]
     if args.json:
-        report = metrics.classification_report(target, pred, num_classes=10, output_dict=True)
-        print(
-            json.dumps(
-                {
-                    "test_accuracy": result["accuracy"],
-                    "test_loss": result["loss"],
-                    "data": source,
-                    "images": len(target),
-                    "report": report,
-                    "confusion_matrix": metrics.confusion_matrix(target, pred, 10).tolist(),
-                }
-            )
-        )
+        print(json.dumps({"data": source, "images": len(target), **report(test, classes)}))
         return 0
-    print(f"test accuracy on {len(target)} {source} images: {result['accuracy']:.4f}\n")
-    print(metrics.classification_report(target, pred, num_classes=10))
+    print(f"test accuracy ({source}, {len(target)} images): {test['accuracy']:.4f}\n")
+    print(metrics.classification_report(target, pred, classes, num_classes=len(classes)))
     print("confusion matrix (rows: true, columns: predicted)")
-    print(metrics.confusion_matrix(target, pred, 10))
+    print(_confusion_table(metrics.confusion_matrix(target, pred, len(classes)), classes))
     return 0
 
 
 def _predict(args) -> int:
-    from .data.folder import load_image
-    from .digits import predict_digits
-    from .training import load_run
+    from .recipes.classifier import predict_files
 
-    model, meta = load_run(args.run)
-    images = []
-    for path in args.images:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"no image file at {path}")
-        images.append(load_image(path, mode="L"))
-    results = predict_digits(model, images, meta["mean"], meta["std"], k=3)
+    results = predict_files(args.run, args.images, k=3)
     if args.json:
         print(
             json.dumps(
                 [
-                    {"image": p, "top3": [{"class": c, "probability": q} for c, q in r]}
+                    {
+                        "image": p,
+                        "top3": [{"class": c, "name": name, "probability": q} for c, name, q in r],
+                    }
                     for p, r in zip(args.images, results)
                 ]
             )
         )
         return 0
     for path, top in zip(args.images, results):
-        print(f"{path}: " + ", ".join(f"{c} ({q:.1%})" for c, q in top))
+        print(f"{path}: " + ", ".join(f"{name} ({q:.1%})" for _, name, q in top))
     return 0
 
 

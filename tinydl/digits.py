@@ -12,7 +12,7 @@ import numpy as np
 from .grad_mode import no_grad
 from .tensor import tensor
 
-__all__ = ["prepare_digit", "predict_digits", "area_resize"]
+__all__ = ["prepare_digit", "predict_digits", "top_k", "area_resize"]
 
 
 def _resample_axis(a: np.ndarray, n: int, axis: int) -> np.ndarray:
@@ -71,8 +71,13 @@ def prepare_digit(image: np.ndarray, box: int = 20, size: int = 28) -> np.ndarra
 
 def predict_digits(model, images, mean: float, std: float, k: int = 3) -> list[list[tuple]]:
     """Top-``k`` (class, probability) pairs for each image (any size; see ``prepare_digit``)."""
-    batch = np.stack([prepare_digit(im) for im in images])[:, None]
-    x = tensor(((batch - mean) / std).astype(np.float32))
+    return top_k(model, np.stack([prepare_digit(im) for im in images]), mean, std, k)
+
+
+def top_k(model, images: np.ndarray, mean: float, std: float, k: int = 3) -> list[list[tuple]]:
+    """Top-``k`` (class, probability) pairs for each of the ``(N, H, W)`` images in [0, 1],
+    normalised with ``mean`` and ``std`` as in training, in eval mode."""
+    x = tensor(((images[:, None] - mean) / std).astype(np.float32))
     model.eval()
     with no_grad():
         probs = model(x).softmax(dim=1).numpy()

@@ -13,6 +13,8 @@ HAVE_TQDM = importlib.util.find_spec("tqdm") is not None
 class _Plain:
     """Iterates without drawing; ``set_postfix`` keeps the last values for the caller's log."""
 
+    disable = True  # as tqdm's attribute: nothing is drawn, so callers may skip the postfix
+
     def __init__(self, iterable, desc: str):
         self.iterable, self.desc, self.postfix = iterable, desc, {}
 

@@ -64,6 +64,17 @@ def test_mixed_sizes_are_transformed_before_stacking(folder):
         ImageFolder(folder, mode="L").get_batch(range(len(ds)))
 
 
+def test_size_resizes_every_image_so_mixed_sizes_batch(folder):
+    Image.fromarray(np.full((30, 12), 200, np.uint8)).save(folder / "ant" / "big.png")
+    ds = ImageFolder(folder, mode="L", size=(4, 3))
+    x, _ = ds.get_batch(range(len(ds)))
+    assert x.shape == (len(ds), 4, 3) and x.dtype == np.uint8
+    big = [p.name for p, _ in ds.samples].index("big.png")
+    assert ds[big][0].shape == (4, 3) and (x[big] == 200).all()  # a flat image stays flat
+    with pytest.raises(ValueError, match="size"):
+        ImageFolder(folder, size=(0, 3))
+
+
 def test_errors(tmp_path, folder):
     with pytest.raises(DatasetNotFoundError):
         ImageFolder(tmp_path / "absent")

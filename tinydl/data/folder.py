@@ -31,18 +31,23 @@ def _pil_image():
     return Image
 
 
-def load_image(path, mode: str | None = None) -> np.ndarray:
+def load_image(path, mode: str | None = None, size=None) -> np.ndarray:
     """Read an image file as a uint8 array: ``HxW`` for grayscale, ``HxWx3`` for colour.
 
     ``mode=None`` keeps grayscale images (Pillow modes ``1``, ``L``, ``I``, ``I;16``, ``F``)
     grayscale and turns all others (``RGB``, ``RGBA``, palette, ``CMYK``, ...) into RGB,
-    dropping alpha; ``mode="L"`` or ``mode="RGB"`` forces one of the two.
+    dropping alpha; ``mode="L"`` or ``mode="RGB"`` forces one of the two. ``size=(height,
+    width)`` resizes to exactly that (bilinear, antialiased when shrinking; the aspect ratio is
+    not kept), as torchvision's ``Resize((h, w))``.
     """
     image_mod = _pil_image()
     try:
         with image_mod.open(path) as img:
             target = mode or ("L" if img.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB")
-            return np.asarray(img.convert(target), dtype=np.uint8)
+            img = img.convert(target)
+            if size is not None:
+                img = img.resize((int(size[1]), int(size[0])), image_mod.BILINEAR)
+            return np.asarray(img, dtype=np.uint8)
     except (OSError, ValueError) as exc:
         raise DatasetError(f"{path}: cannot read the image ({exc})") from None
 
@@ -59,6 +64,9 @@ class ImageFolder(Dataset):
         colour files ``HxWx3``; pass ``"L"`` or ``"RGB"`` to make every image alike.
     extensions : tuple of str
         File suffixes taken (case-insensitive).
+    size : (int, int), optional
+        ``(height, width)`` every image is resized to on reading (see ``load_image``), so that
+        images of any size batch together.
 
     Attributes
     ----------
@@ -69,10 +77,18 @@ class ImageFolder(Dataset):
     """
 
     def __init__(
-        self, root, transform=None, target_transform=None, mode=None, extensions=IMG_EXTENSIONS
+        self,
+        root,
+        transform=None,
+        target_transform=None,
+        mode=None,
+        extensions=IMG_EXTENSIONS,
+        size=None,
     ):
         if mode not in (None, "L", "RGB"):
             raise ValueError(f"ImageFolder: mode must be None, 'L' or 'RGB', got {mode!r}")
+        if size is not None and (len(size) != 2 or min(int(n) for n in size) < 1):
+            raise ValueError(f"ImageFolder: size must be (height, width) > 0, got {size!r}")
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetNotFoundError(f"ImageFolder: {self.root} is not a folder")
@@ -94,13 +110,14 @@ class ImageFolder(Dataset):
         self.transform = transform
         self.target_transform = target_transform
         self.mode = mode
+        self.size = None if size is None else (int(size[0]), int(size[1]))
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index):
         path, target = self.samples[index]
-        image = load_image(path, self.mode)
+        image = load_image(path, self.mode, self.size)
         if self.transform is not None:
             image = self.transform(image)
         if self.target_transform is not None:
@@ -108,7 +125,7 @@ class ImageFolder(Dataset):
         return image, target
 
     def get_batch(self, indices) -> tuple:
-        images = [load_image(self.samples[int(i)][0], self.mode) for i in indices]
+        images = [load_image(self.samples[int(i)][0], self.mode, self.size) for i in indices]
         if len({im.shape for im in images}) == 1:
             batch = apply_batch(self.transform, np.stack(images))
         else:  # sizes differ: transform one by one (e.g. a crop) before stacking

