@@ -146,6 +146,12 @@ def conv2d(x: Tensor, weight: Tensor, bias=None, stride=1, padding=0, dilation=1
     ``(C_out, C_in/groups, KH, KW)``, ``bias`` ``(C_out,)`` -> ``(N, C_out, OH, OW)`` with
     ``OH = (H + 2*padding - dilation*(KH - 1) - 1) // stride + 1``. ``stride``, ``padding`` and
     ``dilation`` are ints or ``(h, w)`` pairs; padding is zeros.
+
+    Memory: the im2col columns (``C_in*KH*KW x N*OH*OW`` elements) are kept for the weight
+    gradient when the whole batch's fit the im2col budget (256 MiB unless changed with
+    ``td.backend.set_im2col_budget`` or ``with td.backend.im2col_budget(nbytes):``); above it
+    the batch runs in chunks of images that fit and backward recomputes each chunk's columns,
+    trading time for memory.
     """
     x, weight = lift(x), lift(weight)
     bias = None if bias is None else lift(bias)
