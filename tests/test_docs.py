@@ -82,6 +82,17 @@ def test_every_api_page_renders_objects(site, page):
     assert html.count('class="doc doc-heading"') >= 3, f"{page.name} documents almost nothing"
 
 
+def test_adamw_shows_its_signature_with_its_defaults(site):
+    """``AdamW.__init__ = with_defaults(Adam.__init__, weight_decay=1e-2)`` is read statically:
+    the extension gives it Adam's parameters with the new default."""
+    out, result = site
+    assert result.returncode == 0, result.stdout + result.stderr
+    html = (out / "api" / "optim.html").read_text()
+    start = html.index('id="tinydl.optim.AdamW"')
+    section = re.sub(r"<[^>]+>", "", html[start:html.index('class="doc doc-heading"', start + 50)])
+    assert "weight_decay: float = 0.01" in section and "lr: float = 0.001" in section, section
+
+
 def test_doctests_render_as_code(site):
     out, result = site
     assert result.returncode == 0, result.stdout + result.stderr
@@ -141,7 +152,8 @@ def test_api_page_targets_import(page):
 def test_api_pages_cover_the_packages():
     documented = {t for p in API_PAGES for t in re.findall(r"^::: ([\w.]+)", p.read_text(), re.M)}
     for name in ("tinydl.autograd", "tinydl.layers", "tinydl.optim", "tinydl.data",
-                 "tinydl.metrics", "tinydl.io", "tinydl.gradcheck", "tinydl.testing"):
+                 "tinydl.metrics", "tinydl.io", "tinydl.gradcheck", "tinydl.testing",
+                 "tinydl.training", "tinydl.recipes.classifier"):
         assert name in documented
     functional = {m.stem for m in (ROOT / "tinydl" / "functional").glob("[!_]*.py")}
     assert functional, "no functional modules found"

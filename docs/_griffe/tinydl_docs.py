@@ -15,6 +15,10 @@ what the docs show; the source docstrings (and ``python -m doctest``) are untouc
    shown, so they are dropped from the loaded tree instead. Kept: ``__init__`` (merged into the
    class) and the container protocol (``__getitem__``, ``__len__``, ``__iter__``) that a
    ``Dataset`` subclass implements.
+
+3. Show the signature of an ``__init__`` made by ``tinydl.optim.optimizer.with_defaults``
+   (``AdamW.__init__ = with_defaults(Adam.__init__, weight_decay=1e-2)``): the docs read the
+   source without running it, so the base's parameters are copied with the new defaults.
 """
 
 from __future__ import annotations
@@ -64,6 +68,28 @@ def is_hidden_special(name: str) -> bool:
     return len(name) > 4 and name.startswith("__") and name.endswith("__") and name not in _KEEP
 
 
+def _with_defaults_signature(cls: griffe.Class) -> None:
+    init = cls.members.get("__init__")
+    call = getattr(init, "value", None)
+    if not isinstance(call, griffe.ExprCall) or str(call.function) != "with_defaults":
+        return
+    target, *keywords = call.arguments
+    base = cls.parent.members.get(str(target).split(".")[0])
+    base_init = base.members.get("__init__") if base is not None else None
+    if not isinstance(base_init, griffe.Function):
+        return
+    defaults = {k.name: k.value for k in keywords if isinstance(k, griffe.ExprKeyword)}
+    params = griffe.Parameters(
+        *(
+            griffe.Parameter(p.name, annotation=p.annotation, kind=p.kind,
+                             default=defaults.get(p.name, p.default))
+            for p in base_init.parameters
+        )
+    )
+    cls.set_member("__init__", griffe.Function("__init__", parameters=params, lineno=init.lineno,
+                                               endlineno=init.endlineno))
+
+
 class TinydlDocs(griffe.Extension):
     """Adjust objects as they are loaded (see the module docstring)."""
 
@@ -74,3 +100,15 @@ class TinydlDocs(griffe.Extension):
     def on_members(self, *, obj: griffe.Object, **kwargs: Any) -> None:
         for name in [n for n in obj.members if is_hidden_special(n)]:
             obj.del_member(name)
+
+    def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
+        stack = [pkg]
+        while stack:
+            obj = stack.pop()
+            for member in obj.members.values():
+                if member.is_alias:
+                    continue
+                if member.is_class:
+                    _with_defaults_signature(member)
+                if member.is_module or member.is_class:
+                    stack.append(member)
