@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import tinydl as td
@@ -98,3 +99,14 @@ def test_overhead_benchmark_prints_every_case(capsys):
     assert bench_main(["overhead", "--steps", "2", "--warmup", "0", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "a * b (no_grad)" in out and "tiny MLP step" in out and "tinydl us/op" in out
+
+
+def test_data_pipeline_times_every_transform_pipeline():
+    """The per-transform rows of `python -m benchmarks data_pipeline`, on 8 small images."""
+    from benchmarks import data_pipeline
+
+    images = np.random.default_rng(0).integers(0, 256, (8, 28, 28), dtype=np.uint8)
+    rows = data_pipeline.time_transforms(images, 1, 0)
+    names = [f"tinydl {name} (.batch alone)" for name in data_pipeline.transform_pipelines()]
+    assert sorted(rows) == sorted(names)
+    assert all(r["n"] == 1 and r["ms"] > 0 for r in rows.values())
