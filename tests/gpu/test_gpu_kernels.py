@@ -13,7 +13,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from cuda_harness import NVCC, nvcc_source
+from tests.gpu.cuda_harness import NVCC, nvcc_source
 
 import tinydl as td
 from tinydl.backend import kernels

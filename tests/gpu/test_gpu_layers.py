@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gpu_backend import Backend
+from tests.devices import CPU, Backend
 
 import tinydl as td
 import tinydl.functional as F
 from tinydl import layers as nn
 from tinydl import optim
 
-CPU = Backend("cpu")
 
 MODELS = {
     "mlp": (lambda: nn.MLP(in_features=16, hidden=(12,), num_classes=3), (5, 16)),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gpu_backend import Backend
+from tests.devices import CPU, Backend
 
 import tinydl as td
 import tinydl.functional as F
@@ -67,7 +67,7 @@ def test_training_on_the_device_reaches_the_cpu_loss(backend, opt_name):
         first, second = (_train(backend, opt_name, CPU_STEPS) for _ in range(2))
         assert first.tobytes() == second.tobytes(), "two CPU runs with one seed differ"
         return
-    cpu = _train(Backend("cpu"), opt_name, STEPS)
+    cpu = _train(CPU, opt_name, STEPS)
     dev = _train(backend, opt_name, STEPS)
     assert cpu[-50:].mean() < 0.5 * cpu[:10].mean(), f"the CPU run did not learn: {cpu[::50]}"
     early = 20 if opt_name == "sgd_momentum" else 3
