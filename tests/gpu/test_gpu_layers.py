@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.devices import CPU, Backend
 
 import tinydl as td
 import tinydl.functional as F
+from tests.devices import CPU, Backend
 from tinydl import layers as nn
 from tinydl import optim
-
 
 MODELS = {
     "mlp": (lambda: nn.MLP(in_features=16, hidden=(12,), num_classes=3), (5, 16)),

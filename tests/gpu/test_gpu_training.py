@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.devices import CPU, Backend
 
 import tinydl as td
 import tinydl.functional as F
+from tests.devices import CPU, Backend
 from tinydl import layers as nn
 from tinydl import optim
 
@@ -78,3 +78,12 @@ def test_training_on_the_device_reaches_the_cpu_loss(backend, opt_name):
         f"mean loss of the last 50 steps: {final_dev:.5f} on {backend.name}, {final_cpu:.5f} "
         f"on the CPU; every 25th step: {dev[::25].round(4)} vs {cpu[::25].round(4)}"
     )
+
+
+def test_no_host_sync_needed_to_build_a_step(backend):
+    """A training step's ops return device tensors without reading values back."""
+    x = backend.tensor(np.ones((2, 3), np.float32), requires_grad=True)
+    loss = (F.relu(x) * 2).mean()
+    loss.backward()
+    assert loss.device == backend.device and x.grad.device == backend.device
+    assert isinstance(loss.item(), float)  # .item() is the explicit sync, for logging
