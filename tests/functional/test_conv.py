@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from op_check import check_op, torch
 
 import tinydl as td
 import tinydl.functional as F
+from tests.op_check import check_op, torch
 from tinydl.autograd import record_ops
 from tinydl.backend import kernels
 from tinydl.testing import conv_params, tensors
@@ -50,30 +50,30 @@ def conv_fns(p):
 
 
 @given(p=conv_params(), bias=st.booleans(), data=st.data())
-def test_conv2d_matches_reference_torch_and_gradcheck(p, bias, data):
+def test_conv2d_matches_reference_torch_and_gradcheck(backend, p, bias, data):
     x = data.draw(tensors(p["x_shape"], noncontiguous=None))
     w = data.draw(tensors(p["w_shape"], noncontiguous=None))
     inputs = [x, w] + ([data.draw(tensors((p["w_shape"][0],)))] if bias else [])
     fn, ref, tfn = conv_fns(p)
-    check_op(fn, inputs, ref, tfn)
+    check_op(fn, inputs, ref, tfn, backend=backend)
 
 
 @given(p=conv_params(max_batch=1, max_channels=2, max_size=4, max_kernel=2), data=st.data())
-def test_conv2d_second_derivatives(p, data):
+def test_conv2d_second_derivatives(backend, p, data):
     x, w = data.draw(tensors(p["x_shape"])), data.draw(tensors(p["w_shape"]))
     b = data.draw(tensors((p["w_shape"][0],)))
     fn, ref, _ = conv_fns(p)
-    check_op(fn, [x, w, b], ref, second_order=True)
+    check_op(fn, [x, w, b], ref, second_order=True, backend=backend)
 
 
 @given(p=conv_params(max_batch=1, max_channels=2, max_size=4, max_kernel=2), data=st.data())
-def test_conv2d_backward_is_differentiable_in_the_upstream_gradient(p, data):
+def test_conv2d_backward_is_differentiable_in_the_upstream_gradient(backend, p, data):
     # gradgradcheck holds the upstream gradient fixed; here it varies (double backward of
     # the gradient map, as in a gradient penalty or a Hessian-vector product)
     x, w = data.draw(tensors(p["x_shape"])), data.draw(tensors(p["w_shape"]))
     fn = conv_fns(p)[0]
     out_shape = fn(x, w).shape
-    g = data.draw(tensors(out_shape))
+    g, x, w = (backend.put(t) for t in (data.draw(tensors(out_shape)), x, w))
 
     def gradients(g, x, w):
         with td.enable_grad():  # gradcheck evaluates under no_grad
@@ -133,12 +133,12 @@ def test_im2col_budget_is_validated():
             kernels.set_im2col_budget(bad)
 
 
-def test_im2col_and_col2im_functions():
-    x = td.randn(2, 3, 5, 4, dtype=td.float64, requires_grad=True)
+def test_im2col_and_col2im_functions(backend):
+    x = td.randn(2, 3, 5, 4, dtype=td.float64, requires_grad=True, device=backend.name)
     args = ((2, 3), 1, (1, 0), (2, 1))  # kernel, stride, padding, dilation
     cols = F.im2col(x, *args)
-    assert cols.shape == (3 * 2 * 3, 2 * 5 * 2)
-    c = td.randn(*cols.shape, dtype=td.float64, requires_grad=True)
+    assert cols.shape == (3 * 2 * 3, 2 * 5 * 2) and cols.device == backend.device
+    c = td.randn(*cols.shape, dtype=td.float64, requires_grad=True, device=backend.name)
     lhs, rhs = (cols * c).sum(), (x * F.col2im(c, x.shape, *args)).sum()  # adjoint pair
     np.testing.assert_allclose(lhs.item(), rhs.item(), rtol=1e-12)
     td.gradcheck(lambda t: F.im2col(t, *args), [x])
@@ -155,26 +155,26 @@ def test_col2im_shape_error():
         F.col2im(td.randn(4, 3), (2, 1, 4, 4), 3)
 
 
-def test_float32_stays_float32():
-    x = td.randn(2, 4, 5, 5, requires_grad=True)
-    w = td.randn(6, 2, 3, 3, requires_grad=True)
-    b = td.randn(6, requires_grad=True)
+def test_float32_stays_float32(backend):
+    x = td.randn(2, 4, 5, 5, requires_grad=True, device=backend.name)
+    w = td.randn(6, 2, 3, 3, requires_grad=True, device=backend.name)
+    b = td.randn(6, requires_grad=True, device=backend.name)
     y = F.conv2d(x, w, b, stride=2, padding=1, groups=2)
     assert y.dtype == np.float32 and y.shape == (2, 6, 3, 3)
     y.sum().backward()
     assert x.grad.dtype == w.grad.dtype == b.grad.dtype == np.float32
     if torch is not None:
-        ref = TF.conv2d(
-            torch.tensor(x.data), torch.tensor(w.data), torch.tensor(b.data), 2, 1, 1, 2
-        )
-        np.testing.assert_allclose(y.data, ref.numpy(), rtol=1e-5, atol=1e-5)
+        ref = TF.conv2d(*(torch.tensor(backend.numpy(t)) for t in (x, w, b)), 2, 1, 1, 2)
+        np.testing.assert_allclose(backend.numpy(y), ref.numpy(), rtol=1e-5, atol=1e-5)
 
 
-def test_unbatched_input():
-    x, w = td.randn(3, 5, 5, dtype=td.float64), td.randn(2, 3, 2, 2, dtype=td.float64)
+def test_unbatched_input(backend):
+    x = td.randn(3, 5, 5, dtype=td.float64, device=backend.name)
+    w = td.randn(2, 3, 2, 2, dtype=td.float64, device=backend.name)
     y = F.conv2d(x, w, padding=1)
     assert y.shape == (2, 6, 6)
-    np.testing.assert_allclose(y.data, F.conv2d(x.unsqueeze(0), w, padding=1).data[0])
+    batched = F.conv2d(x.unsqueeze(0), w, padding=1)
+    np.testing.assert_allclose(backend.numpy(y), backend.numpy(batched)[0])
 
 
 X, W = td.randn(2, 3, 8, 8), td.randn(5, 3, 3, 3)

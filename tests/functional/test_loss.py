@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from op_check import check_op, torch
 
 import tinydl as td
 import tinydl.functional as F
+from tests.devices import CPU
+from tests.op_check import check_op, torch
 from tinydl.testing import tensors
 
 TF = torch and torch.nn.functional
@@ -63,9 +64,9 @@ def class_problem(draw, min_classes=1):
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @given(problem=class_problem(), smoothing=st.sampled_from([0.0, 0.25]))
-def test_cross_entropy_class_indices(reduction, problem, smoothing):
+def test_cross_entropy_class_indices(backend, reduction, problem, smoothing):
     x, t, ignore, w = problem
-    tt, wt = td.tensor(t), None if w is None else td.tensor(w)
+    tt, wt = backend.tensor(t), None if w is None else backend.tensor(w)
     if reduction == "mean" and (t != ignore).sum() == 0:
         return  # nan: covered by test_all_ignored_mean_is_nan
     kw = dict(ignore_index=ignore, reduction=reduction, label_smoothing=smoothing)
@@ -80,16 +81,17 @@ def test_cross_entropy_class_indices(reduction, problem, smoothing):
             )
         ),
         second_order=True,
+        backend=backend,
     )
 
 
-def composed_cross_entropy(x, t, w, ignore, eps, reduction):
+def composed_cross_entropy(x, t, w, ignore, eps, reduction, b=CPU):
     """The reference twin: log_softmax, one_hot and reductions composed from tinydl ops."""
     c = x.shape[1]
-    keep = td.tensor((t != ignore).astype(np.float64))
-    oh = F.one_hot(td.tensor(np.where(t == ignore, 0, t)), c).double()
+    keep = b.tensor((t != ignore).astype(np.float64))
+    oh = F.one_hot(b.tensor(np.where(t == ignore, 0, t)), c).double()
     oh = oh.permute((0, oh.ndim - 1) + tuple(range(1, oh.ndim - 1)))  # class dim to axis 1
-    wv = td.ones(c, dtype=td.float64) if w is None else td.tensor(w)
+    wv = b.tensor(np.ones(c)) if w is None else b.tensor(w)
     wv = wv.reshape((c,) + (1,) * (x.ndim - 2))
     logp = F.log_softmax(x, dim=1)
     nll = -(oh * wv * logp).sum(1) * keep
@@ -102,53 +104,56 @@ def composed_cross_entropy(x, t, w, ignore, eps, reduction):
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @given(problem=class_problem(), smoothing=st.sampled_from([0.0, 0.1, 1.0]))
-def test_fused_cross_entropy_equals_composed_twin(reduction, problem, smoothing):
+def test_fused_cross_entropy_equals_composed_twin(backend, reduction, problem, smoothing):
     x, t, ignore, w = problem
     if reduction == "mean" and (t != ignore).sum() == 0:
         return
+    x = backend.put(x)
     kw = dict(ignore_index=ignore, reduction=reduction, label_smoothing=smoothing)
-    fused = F.cross_entropy(x, td.tensor(t), weight=None if w is None else td.tensor(w), **kw)
-    twin = composed_cross_entropy(x, t, w, ignore, smoothing, reduction)
-    np.testing.assert_allclose(fused.data, twin.data, rtol=1e-12, atol=1e-12)
-    v = td.tensor(np.random.default_rng(0).standard_normal(fused.shape))
+    weight = None if w is None else backend.tensor(w)
+    fused = F.cross_entropy(x, backend.tensor(t), weight=weight, **kw)
+    twin = composed_cross_entropy(x, t, w, ignore, smoothing, reduction, backend)
+    np.testing.assert_allclose(backend.numpy(fused), backend.numpy(twin), rtol=1e-12, atol=1e-12)
+    v = backend.tensor(np.random.default_rng(0).standard_normal(fused.shape))
     (g1,) = td.grad((fused * v).sum(), x)
     (g2,) = td.grad((twin * v).sum(), x)
-    np.testing.assert_allclose(g1.data, g2.data, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(backend.numpy(g1), backend.numpy(g2), rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @given(data=st.data(), smoothing=st.sampled_from([0.0, 0.2]), weighted=st.booleans())
-def test_cross_entropy_probability_targets(reduction, data, smoothing, weighted):
+def test_cross_entropy_probability_targets(backend, reduction, data, smoothing, weighted):
     n, c = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 4))
     extra = tuple(data.draw(st.lists(st.integers(1, 2), max_size=2)))
     x = data.draw(tensors((n, c) + extra, min_value=-4, max_value=4))
     p = data.draw(tensors((n, c) + extra, min_value=0.0, max_value=1.0))
-    w = td.tensor(np.linspace(0.5, 1.5, c)) if weighted else None
+    w = backend.tensor(np.linspace(0.5, 1.5, c)) if weighted else None
 
     def ref(a, q):
         q = q * (1 - smoothing) + smoothing / c
-        wv = np.ones(c) if w is None else w.data
+        wv = np.ones(c) if w is None else backend.numpy(w)
         per = -(np_log_softmax(a, 1) * q * wv.reshape((c,) + (1,) * len(extra))).sum(1)
         return {"none": per, "sum": per.sum(), "mean": per.sum() / per.size}[reduction]
 
     kw = dict(reduction=reduction, label_smoothing=smoothing)
-    tw = None if w is None or torch is None else torch.tensor(w.data)
+    tw = None if w is None or torch is None else torch.tensor(backend.numpy(w))
     check_op(
         lambda a, q: F.cross_entropy(a, q, weight=w, **kw),
         [x, p],
         ref,
         TF and (lambda a, q: TF.cross_entropy(a, q, weight=tw, **kw)),
         second_order=True,
+        backend=backend,
     )
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("target", [np.array(3), np.full(5, 0.2)], ids=["index", "probs"])
-def test_cross_entropy_unbatched(reduction, target):
-    x = td.randn(5, dtype=td.float64, requires_grad=True)
+def test_cross_entropy_unbatched(backend, reduction, target):
+    x = td.randn(5, dtype=td.float64, requires_grad=True, device=backend.name)
     kw = dict(reduction=reduction, label_smoothing=0.1)
     out = check_op(
-        lambda a: F.cross_entropy(a, td.tensor(target), **kw),
+        lambda a: F.cross_entropy(a, backend.tensor(target), **kw),
         [x],
         lambda a: (
             -(
@@ -158,6 +163,7 @@ def test_cross_entropy_unbatched(reduction, target):
         ),
         TF and (lambda a: TF.cross_entropy(a, torch.tensor(target), **kw)),
         second_order=True,
+        backend=backend,
     )
     assert out.shape == ()
 
@@ -165,49 +171,53 @@ def test_cross_entropy_unbatched(reduction, target):
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("smoothing", [0.0, 0.3])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_cross_entropy_stable_for_any_magnitude(reduction, smoothing, dtype):
+def test_cross_entropy_stable_for_any_magnitude(backend, reduction, smoothing, dtype):
     logits = np.array(
         [[-1000.0, 1.0, 0.0], [1e20, -1e20, 3.0], [-1e20, 1e20, -1e20], [-np.inf, 2.0, 1.0]],
         dtype=dtype,
     )
     target = np.array([1, 0, 2, 1])
-    x = td.tensor(logits, requires_grad=True)
+    x = backend.tensor(logits, requires_grad=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        out = F.cross_entropy(x, td.tensor(target), reduction=reduction, label_smoothing=smoothing)
+        out = F.cross_entropy(
+            x, backend.tensor(target), reduction=reduction, label_smoothing=smoothing
+        )
         out.backward(td.ones_like(out))
     assert out.dtype == x.grad.dtype == np.dtype(dtype)
-    assert np.isfinite(x.grad.data).all()
+    got, grad = backend.numpy(out), backend.numpy(x.grad)
+    assert np.isfinite(grad).all()
     if smoothing == 0:  # with smoothing the -inf logit makes the loss inf, as in PyTorch
-        assert np.isfinite(out.data).all()
+        assert np.isfinite(got).all()
     if torch is not None:
         t = torch.tensor(logits, requires_grad=True)
         ref = TF.cross_entropy(
             t, torch.tensor(target), reduction=reduction, label_smoothing=smoothing
         )
         ref.backward(torch.ones_like(ref))
-        np.testing.assert_allclose(out.data, ref.detach().numpy(), rtol=1e-6)
-        np.testing.assert_allclose(x.grad.data, t.grad.numpy(), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(got, ref.detach().numpy(), rtol=1e-6)
+        np.testing.assert_allclose(grad, t.grad.numpy(), rtol=1e-5, atol=1e-7)
 
 
-def test_all_ignored_mean_is_nan_like_pytorch():
-    x = td.randn(2, 3, requires_grad=True)
+def test_all_ignored_mean_is_nan_like_pytorch(backend):
+    x = td.randn(2, 3, requires_grad=True, device=backend.name)
+    ignored = backend.tensor([-100, -100])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        out = F.cross_entropy(x, td.tensor([-100, -100]))
+        out = F.cross_entropy(x, ignored)
     assert np.isnan(out.item())
-    assert F.cross_entropy(x, td.tensor([-100, -100]), reduction="sum").item() == 0
+    assert F.cross_entropy(x, ignored, reduction="sum").item() == 0
 
 
-def test_cross_entropy_float32_keeps_float32():
-    x = td.randn(4, 3, 2, requires_grad=True)
-    w = td.tensor([1.0, 2.0, 0.5])
+def test_cross_entropy_float32_keeps_float32(backend):
+    x = td.randn(4, 3, 2, requires_grad=True, device=backend.name)
+    w = backend.tensor([1.0, 2.0, 0.5])
     out = F.cross_entropy(
-        x, td.tensor([[0, 1], [2, 2], [1, 0], [0, -100]]), weight=w, label_smoothing=0.1
+        x, backend.tensor([[0, 1], [2, 2], [1, 0], [0, -100]]), weight=w, label_smoothing=0.1
     )
     out.backward()
     assert out.dtype == x.grad.dtype == np.float32
-    p = td.rand(4, 3, 2, requires_grad=True)
+    p = td.rand(4, 3, 2, requires_grad=True, device=backend.name)
     out = F.cross_entropy(x, p)
     out.backward()
     assert out.dtype == p.grad.dtype == np.float32
@@ -233,12 +243,12 @@ def test_cross_entropy_errors():
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @given(problem=class_problem())
-def test_nll_loss(reduction, problem):
+def test_nll_loss(backend, reduction, problem):
     x, t, ignore, w = problem
     if reduction == "mean" and (t != ignore).sum() == 0:
         return
     kw = dict(ignore_index=ignore, reduction=reduction)
-    tt, wt = td.tensor(t), None if w is None else td.tensor(w)
+    tt, wt = backend.tensor(t), None if w is None else backend.tensor(w)
     check_op(
         lambda a: F.nll_loss(a, tt, weight=wt, **kw),
         [x],
@@ -250,20 +260,21 @@ def test_nll_loss(reduction, problem):
             )
         ),
         second_order=True,
+        backend=backend,
     )
 
 
-def test_nll_loss_of_log_softmax_is_cross_entropy():
-    x = td.randn(3, 4, dtype=td.float64)
-    t = td.tensor([0, 3, 1])
+def test_nll_loss_of_log_softmax_is_cross_entropy(backend):
+    x = td.randn(3, 4, dtype=td.float64, device=backend.name)
+    t = backend.tensor([0, 3, 1])
     np.testing.assert_allclose(
-        F.nll_loss(F.log_softmax(x, 1), t).data, F.cross_entropy(x, t).data, rtol=1e-14
+        F.nll_loss(F.log_softmax(x, 1), t).item(), F.cross_entropy(x, t).item(), rtol=1e-14
     )
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @given(data=st.data())
-def test_mse_and_l1(reduction, data):
+def test_mse_and_l1(backend, reduction, data):
     shape = data.draw(st.lists(st.integers(1, 4), max_size=3).map(tuple))
     a, b = data.draw(tensors(shape)), data.draw(tensors(shape))
     red = {"none": lambda v: v, "sum": np.sum, "mean": np.mean}[reduction]
@@ -273,6 +284,7 @@ def test_mse_and_l1(reduction, data):
         lambda x, y: red((x - y) ** 2),
         TF and (lambda x, y: TF.mse_loss(x, y, reduction=reduction)),
         second_order=True,
+        backend=backend,
     )
     b2 = td.tensor(
         a.data + np.where(data.draw(tensors(shape)).data >= 0, 1, -1) * (0.01 + np.abs(b.data)),
@@ -283,6 +295,7 @@ def test_mse_and_l1(reduction, data):
         [a, b2],
         lambda x, y: red(np.abs(x - y)),
         TF and (lambda x, y: TF.l1_loss(x, y, reduction=reduction)),
+        backend=backend,
     )
 
 
@@ -295,7 +308,7 @@ def np_bce(x, t, w, pw):
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @given(data=st.data(), weighted=st.booleans(), positive=st.booleans())
-def test_binary_cross_entropy_with_logits(reduction, data, weighted, positive):
+def test_binary_cross_entropy_with_logits(backend, reduction, data, weighted, positive):
     n, c = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 4))
     x = data.draw(tensors((n, c), min_value=-5, max_value=5))
     t = data.draw(tensors((n, c), min_value=0.0, max_value=1.0))
@@ -324,23 +337,24 @@ def test_binary_cross_entropy_with_logits(reduction, data, weighted, positive):
         w, pw = split(rest)
         return TF.binary_cross_entropy_with_logits(a, b, w, pos_weight=pw, reduction=reduction)
 
-    check_op(fn, inputs, ref, TF and tfn, second_order=True)
+    check_op(fn, inputs, ref, TF and tfn, second_order=True, backend=backend)
     if weighted or positive:  # tinydl does differentiate them
-        td.gradcheck(fn, inputs[:2] + [td.Tensor(t.data, requires_grad=True) for t in inputs[2:]])
+        rest = [backend.tensor(t, requires_grad=True) for t in inputs[2:]]
+        td.gradcheck(fn, [backend.put(t) for t in inputs[:2]] + rest)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_bce_with_logits_stable_for_any_magnitude(dtype):
-    x = td.tensor([1e20, -1e20, 1e20, -1e20, -1000.0, 1000.0], dtype=dtype, requires_grad=True)
-    t = td.tensor([1.0, 0.0, 0.0, 1.0, 0.5, 0.5], dtype=dtype)
-    pw = td.tensor([2.0], dtype=dtype)
+def test_bce_with_logits_stable_for_any_magnitude(backend, dtype):
+    x = backend.tensor([1e20, -1e20, 1e20, -1e20, -1000.0, 1000.0], dtype=dtype, requires_grad=True)
+    t = backend.tensor([1.0, 0.0, 0.0, 1.0, 0.5, 0.5], dtype=dtype)
+    pw = backend.tensor([2.0], dtype=dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         out = F.binary_cross_entropy_with_logits(x, t, pos_weight=pw, reduction="none")
         out.backward(td.ones_like(out))
     assert out.dtype == x.grad.dtype == np.dtype(dtype)
-    np.testing.assert_allclose(out.data, [0, 0, 1e20, 2e20, 1000, 500], rtol=1e-6)
-    np.testing.assert_allclose(x.grad.data, [0, 0, 1, -2, -1.0, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(backend.numpy(out), [0, 0, 1e20, 2e20, 1000, 500], rtol=1e-6)
+    np.testing.assert_allclose(backend.numpy(x.grad), [0, 0, 1, -2, -1.0, 0.5], rtol=1e-6)
 
 
 def test_bce_with_logits_shape_error():
@@ -349,7 +363,7 @@ def test_bce_with_logits_shape_error():
 
 
 @given(data=st.data())
-def test_one_hot(data):
+def test_one_hot(backend, data):
     shape = data.draw(st.lists(st.integers(0, 3), max_size=3).map(tuple))
     c = data.draw(st.integers(1, 5))
     a = (
@@ -365,11 +379,12 @@ def test_one_hot(data):
         .reshape(shape)
         .astype(np.int64)
     )
-    out = F.one_hot(td.tensor(a), c)
+    out = F.one_hot(backend.tensor(a), c)
     assert out.dtype == np.int64 and not out.requires_grad and out.shape == shape + (c,)
-    np.testing.assert_array_equal(out.data, np.eye(c, dtype=np.int64)[a])
+    assert out.device == backend.device
+    np.testing.assert_array_equal(backend.numpy(out), np.eye(c, dtype=np.int64)[a])
     if torch is not None:
-        np.testing.assert_array_equal(out.data, TF.one_hot(torch.tensor(a), c).numpy())
+        np.testing.assert_array_equal(backend.numpy(out), TF.one_hot(torch.tensor(a), c).numpy())
 
 
 def test_one_hot_infers_classes_and_errors():
@@ -393,13 +408,18 @@ def test_one_hot_infers_classes_and_errors():
     [
         lambda x, y: F.mse_loss(x, y),
         lambda x, y: F.l1_loss(x, y, reduction="sum"),
-        lambda x, y: F.binary_cross_entropy_with_logits(x, y, td.rand(3), td.rand(3)),
-        lambda x, y: F.nll_loss(x, td.tensor([0, 2]), weight=td.rand(3)),
+        lambda x, y: F.binary_cross_entropy_with_logits(
+            x, y, td.rand(3, device=x.device), td.rand(3, device=x.device)
+        ),
+        lambda x, y: F.nll_loss(
+            x, td.tensor([0, 2], device=x.device), weight=td.rand(3, device=x.device)
+        ),
     ],
     ids=["mse", "l1", "bce", "nll"],
 )
-def test_float32_stays_float32(loss):
-    x, y = td.randn(2, 3, requires_grad=True), td.rand(2, 3, requires_grad=True)
+def test_float32_stays_float32(backend, loss):
+    x = td.randn(2, 3, requires_grad=True, device=backend.name)
+    y = td.rand(2, 3, requires_grad=True, device=backend.name)
     out = loss(x, y)
     out.backward()
     assert out.dtype == x.grad.dtype == np.float32

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from op_check import check_op, torch
 
 import tinydl as td
 import tinydl.functional as F
+from tests.op_check import check_op, torch
 from tinydl.testing import tensors
 
 TF = torch and torch.nn.functional
@@ -30,7 +30,7 @@ def np_batch_norm_train(x, w=None, b=None, eps=1e-5):
 
 
 @given(x=bn_input(), affine=st.booleans(), data=st.data())
-def test_batch_norm_training(x, affine, data):
+def test_batch_norm_training(backend, x, affine, data):
     c = x.shape[1]
     inputs = [x]
     if affine:
@@ -41,6 +41,7 @@ def test_batch_norm_training(x, affine, data):
         lambda a, *wb: np_batch_norm_train(a, *wb),
         TF and (lambda a, *wb: TF.batch_norm(a, None, None, *wb, training=True)),
         second_order=True,
+        backend=backend,
     )
 
 
@@ -54,35 +55,35 @@ def composed_batch_norm(x, w, b, eps=1e-5):
 
 
 @given(x=bn_input(), data=st.data())
-def test_fused_batch_norm_equals_composed_twin(x, data):
+def test_fused_batch_norm_equals_composed_twin(backend, x, data):
     c = x.shape[1]
-    w, b = data.draw(tensors((c,))), data.draw(tensors((c,)))
+    x, w, b = (backend.put(t) for t in (x, data.draw(tensors((c,))), data.draw(tensors((c,)))))
     fused = F.batch_norm(x, None, None, w, b, training=True)
     twin = composed_batch_norm(x, w, b)
-    np.testing.assert_allclose(fused.data, twin.data, rtol=1e-9, atol=1e-9)
-    v = td.tensor(np.random.default_rng(0).standard_normal(x.shape))
+    np.testing.assert_allclose(backend.numpy(fused), backend.numpy(twin), rtol=1e-9, atol=1e-9)
+    v = backend.tensor(np.random.default_rng(0).standard_normal(x.shape))
     g1 = td.grad((fused * v).sum(), [x, w, b], create_graph=True)
     g2 = td.grad((twin * v).sum(), [x, w, b], create_graph=True)
     for a, e in zip(g1, g2):
-        np.testing.assert_allclose(a.data, e.data, rtol=1e-7, atol=1e-9)
+        np.testing.assert_allclose(backend.numpy(a), backend.numpy(e), rtol=1e-7, atol=1e-9)
     # second derivatives agree too
     h1 = td.grad((g1[0] * v).sum(), [x, w])
     h2 = td.grad((g2[0] * v).sum(), [x, w])
     for a, e in zip(h1, h2):
-        np.testing.assert_allclose(a.data, e.data, rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(backend.numpy(a), backend.numpy(e), rtol=1e-6, atol=1e-8)
 
 
 @pytest.mark.parametrize("as_tensor", [True, False])
 @pytest.mark.parametrize("shape", [(4, 3), (3, 2, 5), (2, 3, 4, 4)])
-def test_running_stats_updated_in_place_like_pytorch(shape, as_tensor):
+def test_running_stats_updated_in_place_like_pytorch(backend, shape, as_tensor):
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape) * 2 + 1
     rm, rv = np.zeros(shape[1]), np.ones(shape[1])
-    run_mean = td.tensor(rm) if as_tensor else rm.copy()
-    run_var = td.tensor(rv) if as_tensor else rv.copy()
+    run_mean = backend.tensor(rm) if as_tensor else backend.array(rm.copy())
+    run_var = backend.tensor(rv) if as_tensor else backend.array(rv.copy())
     mean_buffer = run_mean.data if as_tensor else run_mean
     for _ in range(2):
-        F.batch_norm(td.tensor(x), run_mean, run_var, training=True, momentum=0.3)
+        F.batch_norm(backend.tensor(x), run_mean, run_var, training=True, momentum=0.3)
     assert (run_mean.data if as_tensor else run_mean) is mean_buffer  # the same array, updated
     axes = (0,) + tuple(range(2, len(shape)))
     n = x.size // shape[1]
@@ -90,8 +91,8 @@ def test_running_stats_updated_in_place_like_pytorch(shape, as_tensor):
     for _ in range(2):
         exp_m = 0.7 * exp_m + 0.3 * x.mean(axes)
         exp_v = 0.7 * exp_v + 0.3 * x.var(axes) * n / (n - 1)
-    got_m = run_mean.data if as_tensor else run_mean
-    got_v = run_var.data if as_tensor else run_var
+    got_m = backend.numpy(run_mean)
+    got_v = backend.numpy(run_var)
     np.testing.assert_allclose(got_m, exp_m, rtol=1e-12)
     np.testing.assert_allclose(got_v, exp_v, rtol=1e-12)
     if torch is not None:
@@ -103,31 +104,29 @@ def test_running_stats_updated_in_place_like_pytorch(shape, as_tensor):
 
 
 @given(x=bn_input(), data=st.data())
-def test_batch_norm_eval_uses_running_stats(x, data):
+def test_batch_norm_eval_uses_running_stats(backend, x, data):
     c = x.shape[1]
-    rm = data.draw(tensors((c,), requires_grad=False))
-    rv = data.draw(tensors((c,), min_value=0.1, max_value=3.0, requires_grad=False))
+    rm = backend.put(data.draw(tensors((c,), requires_grad=False)))
+    rv = backend.put(data.draw(tensors((c,), min_value=0.1, max_value=3.0, requires_grad=False)))
     w, b = data.draw(tensors((c,))), data.draw(tensors((c,)))
-    rm_before, rv_before = rm.data.copy(), rv.data.copy()
+    rm_before, rv_before = backend.numpy(rm).copy(), backend.numpy(rv).copy()
     shape = (-1,) + (1,) * (x.ndim - 2)
 
     def ref(a, ww, bb):
-        return (a - rm.data.reshape(shape)) / np.sqrt(rv.data.reshape(shape) + 1e-5) * ww.reshape(
-            shape
-        ) + bb.reshape(shape)
+        scale = np.sqrt(rv_before.reshape(shape) + 1e-5)
+        return (a - rm_before.reshape(shape)) / scale * ww.reshape(shape) + bb.reshape(shape)
 
+    tm, tv = (None, None) if torch is None else (torch.tensor(rm_before), torch.tensor(rv_before))
     check_op(
         lambda a, ww, bb: F.batch_norm(a, rm, rv, ww, bb, training=False),
         [x, w, b],
         ref,
-        TF
-        and (
-            lambda a, ww, bb: TF.batch_norm(a, torch.tensor(rm.data), torch.tensor(rv.data), ww, bb)
-        ),
+        TF and (lambda a, ww, bb: TF.batch_norm(a, tm, tv, ww, bb)),
         second_order=True,
+        backend=backend,
     )
-    np.testing.assert_array_equal(rm.data, rm_before)
-    np.testing.assert_array_equal(rv.data, rv_before)
+    np.testing.assert_array_equal(backend.numpy(rm), rm_before)
+    np.testing.assert_array_equal(backend.numpy(rv), rv_before)
 
 
 def test_batch_norm_errors():
@@ -155,12 +154,13 @@ def test_batch_norm_errors():
 
 
 @pytest.mark.parametrize("training", [True, False])
-def test_batch_norm_float32_keeps_float32(training):
-    x = td.randn(4, 3, 2, 2, requires_grad=True)
-    w, b = td.ones(3, requires_grad=True), td.zeros(3, requires_grad=True)
-    rm, rv = td.zeros(3), td.ones(3)
+def test_batch_norm_float32_keeps_float32(backend, training):
+    on = backend.name
+    x = td.randn(4, 3, 2, 2, requires_grad=True, device=on)
+    w, b = td.ones(3, requires_grad=True, device=on), td.zeros(3, requires_grad=True, device=on)
+    rm, rv = td.zeros(3, device=on), td.ones(3, device=on)
     out = F.batch_norm(x, rm, rv, w, b, training=training)
-    (out * td.randn(4, 3, 2, 2)).sum().backward()
+    (out * td.randn(4, 3, 2, 2, device=on)).sum().backward()
     assert out.dtype == x.grad.dtype == w.grad.dtype == b.grad.dtype == np.float32
     assert rm.dtype == rv.dtype == np.float32
 
@@ -178,7 +178,7 @@ def ln_problem(draw):
 
 
 @given(problem=ln_problem())
-def test_layer_norm(problem):
+def test_layer_norm(backend, problem):
     x, norm, wb = problem
     axes = tuple(range(x.ndim - len(norm), x.ndim))
 
@@ -192,14 +192,15 @@ def test_layer_norm(problem):
         ref,
         TF and (lambda a, *p: TF.layer_norm(a, norm, *p)),
         second_order=True,
+        backend=backend,
     )
 
 
-def test_layer_norm_int_shape_float32_and_errors():
-    x = td.randn(2, 5, requires_grad=True)
-    w = td.ones(5, requires_grad=True)
+def test_layer_norm_int_shape_float32_and_errors(backend):
+    x = td.randn(2, 5, requires_grad=True, device=backend.name)
+    w = td.ones(5, requires_grad=True, device=backend.name)
     out = F.layer_norm(x, 5, w)
-    (out * td.randn(2, 5)).sum().backward()
+    (out * td.randn(2, 5, device=backend.name)).sum().backward()
     assert out.dtype == x.grad.dtype == w.grad.dtype == np.float32
     with pytest.raises(
         td.ShapeError,
@@ -211,15 +212,15 @@ def test_layer_norm_int_shape_float32_and_errors():
         F.layer_norm(x, 5, td.ones(4))
 
 
-def test_fused_batch_norm_backward_equals_its_double_backward_path():
+def test_fused_batch_norm_backward_equals_its_double_backward_path(backend):
     """The kernel backward (plain) and the composed one (create_graph) agree."""
-    x = td.randn(6, 3, 4, 4, dtype=td.float64, requires_grad=True)
-    w = td.randn(3, dtype=td.float64, requires_grad=True)
-    b = td.randn(3, dtype=td.float64, requires_grad=True)
-    g = td.randn(6, 3, 4, 4, dtype=td.float64)
+    x, w, b, g = (
+        td.randn(*shape, dtype=td.float64, requires_grad=grad, device=backend.name)
+        for shape, grad in (((6, 3, 4, 4), True), ((3,), True), ((3,), True), ((6, 3, 4, 4), False))
+    )
     plain = td.grad(F.batch_norm(x, None, None, w, b, training=True), [x, w, b], g)
     built = td.grad(F.batch_norm(x, None, None, w, b, training=True), [x, w, b], g,
                     create_graph=True)
     assert built[0].requires_grad and built[1].requires_grad  # d(bias) = sum(g): a constant
     for p, q in zip(plain, built):
-        np.testing.assert_allclose(p.data, q.data, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(backend.numpy(p), backend.numpy(q), rtol=1e-10, atol=1e-12)

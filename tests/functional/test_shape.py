@@ -3,10 +3,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from op_check import check_op, torch
 
 import tinydl as td
 import tinydl.functional as F
+from tests.op_check import check_op, torch
 from tinydl.tensor_methods import _TENSOR_METHODS
 from tinydl.testing import shapes, tensors
 
@@ -45,18 +45,18 @@ def test_tensor_methods_exist(name):
     assert callable(getattr(F, name))
 
 
-def test_methods_and_existing_ops():
-    x = td.arange(6).float().requires_grad_()
+def test_methods_and_existing_ops(backend):
+    x = td.arange(6, device=backend.name).float().requires_grad_()
     y = x.view(2, 3).transpose(0, 1).permute(1, 0).unsqueeze(0).squeeze(0).reshape(-1)
-    np.testing.assert_array_equal(y.data, x.data)
+    np.testing.assert_array_equal(backend.numpy(y), backend.numpy(x))
     assert x.view(2, 3).mT.shape == (3, 2) and x.reshape((3, 2)).T.shape == (2, 3)
     assert x.broadcast_to((2, 6)).shape == (2, 6)
     y.sum().backward()
-    np.testing.assert_array_equal(x.grad.data, np.ones(6))
+    np.testing.assert_array_equal(backend.numpy(x.grad), np.ones(6))
 
 
 @given(data=st.data())
-def test_reshape_flatten(data):
+def test_reshape_flatten(backend, data):
     x = data.draw(tensors(shapes(min_dims=1), noncontiguous=None))
     start = data.draw(st.integers(-x.ndim, x.ndim - 1))
     end = data.draw(st.integers(start % x.ndim, x.ndim - 1))
@@ -71,13 +71,14 @@ def test_reshape_flatten(data):
         ref,
         lambda t: torch.flatten(t, start, end),
         second_order=True,
+        backend=backend,
     )
-    check_op(lambda t: F.reshape(t, -1, 1), [x], lambda a: a.reshape(-1, 1))
-    assert F.flatten(td.tensor(3.0)).shape == (1,)
+    check_op(lambda t: F.reshape(t, -1, 1), [x], lambda a: a.reshape(-1, 1), backend=backend)
+    assert F.flatten(backend.tensor(3.0)).shape == (1,)
 
 
 @given(data=st.data())
-def test_expand(data):
+def test_expand(backend, data):
     shape = data.draw(shapes(max_side=3))
     x = data.draw(tensors(tuple(1 if data.draw(st.booleans()) else n for n in shape)))
     lead = data.draw(st.lists(st.integers(1, 3), max_size=2))
@@ -92,6 +93,7 @@ def test_expand(data):
         lambda a: np.broadcast_to(a, full),
         lambda t: t.expand(target),
         second_order=True,
+        backend=backend,
     )
 
 
@@ -110,7 +112,7 @@ def cat_inputs(draw, same_shape=False):
 
 
 @given(inputs=cat_inputs())
-def test_cat(inputs):
+def test_cat(backend, inputs):
     ts, dim = inputs
     check_op(
         lambda *xs: F.cat(xs, dim),
@@ -118,11 +120,12 @@ def test_cat(inputs):
         lambda *a: np.concatenate(a, axis=dim),
         lambda *xs: torch.cat(xs, dim),
         second_order=True,
+        backend=backend,
     )
 
 
 @given(inputs=cat_inputs(same_shape=True), new=st.integers(0, 10))
-def test_stack(inputs, new):
+def test_stack(backend, inputs, new):
     ts, _ = inputs
     dim = new % (ts[0].ndim + 1) - (ts[0].ndim + 1) * (new % 2)  # negative dims too
     check_op(
@@ -131,11 +134,12 @@ def test_stack(inputs, new):
         lambda *a: np.stack(a, axis=dim),
         lambda *xs: torch.stack(xs, dim),
         second_order=True,
+        backend=backend,
     )
 
 
 @given(data=st.data())
-def test_split_and_chunk_use_only_some_pieces(data):
+def test_split_and_chunk_use_only_some_pieces(backend, data):
     x = data.draw(tensors(shapes(min_dims=1, max_side=5)))
     dim = data.draw(st.integers(-x.ndim, x.ndim - 1))
     n = x.shape[dim]
@@ -147,35 +151,37 @@ def test_split_and_chunk_use_only_some_pieces(data):
         lambda a: np.split(a, range(size, n, size), axis=dim)[pick] * 2,
         lambda t: torch.split(t, size, dim)[pick] * 2,
         second_order=True,
+        backend=backend,
     )
     chunks = data.draw(st.integers(1, 5))
-    pieces = F.chunk(x, chunks, dim)
+    pieces = F.chunk(backend.put(x), chunks, dim)
     if torch is not None:
         expected = torch.chunk(torch.tensor(x.data), chunks, dim)
         assert len(pieces) == len(expected)
         for p, e in zip(pieces, expected):
-            np.testing.assert_array_equal(p.data, e.numpy())
+            np.testing.assert_array_equal(backend.numpy(p), e.numpy())
     step = -(-n // chunks)  # ceil: PyTorch's chunk size
     check_op(
         lambda t: F.cat(F.chunk(t, chunks, dim)[::-1], dim),
         [x],
         lambda a: np.concatenate(np.split(a, range(step, n, step), axis=dim)[::-1], axis=dim),
         second_order=True,
+        backend=backend,
     )
 
 
-def test_split_sections_and_unused_pieces_get_zero_gradient():
-    x = td.arange(10).double().reshape(5, 2).requires_grad_()
+def test_split_sections_and_unused_pieces_get_zero_gradient(backend):
+    x = td.arange(10, device=backend.name).double().reshape(5, 2).requires_grad_()
     a, b, c = F.split(x, [2, 0, 3])
     assert (a.shape, b.shape, c.shape) == ((2, 2), (0, 2), (3, 2))
     (c * 3).sum().backward()
-    np.testing.assert_array_equal(x.grad.data, [[0, 0]] * 2 + [[3, 3]] * 3)
+    np.testing.assert_array_equal(backend.numpy(x.grad), [[0, 0]] * 2 + [[3, 3]] * 3)
     a, b = x.split(1, 1)
-    np.testing.assert_array_equal(b.data[:, 0], x.data[:, 1])
+    np.testing.assert_array_equal(backend.numpy(b)[:, 0], backend.numpy(x)[:, 1])
 
 
 @given(data=st.data(), value=st.sampled_from([0.0, 1.5, -2.0]))
-def test_pad(data, value):
+def test_pad(backend, data, value):
     x = data.draw(tensors(shapes(min_dims=1, max_side=3), noncontiguous=None))
     pairs = data.draw(st.integers(1, x.ndim))
     pad = tuple(data.draw(st.lists(st.integers(0, 2), min_size=2 * pairs, max_size=2 * pairs)))
@@ -192,11 +198,12 @@ def test_pad(data, value):
         ref,
         lambda t: torch.nn.functional.pad(t, pad, value=value),
         second_order=True,
+        backend=backend,
     )
 
 
 @given(data=st.data())
-def test_flip(data):
+def test_flip(backend, data):
     x = data.draw(tensors(noncontiguous=None))
     dims = tuple(
         data.draw(st.lists(st.integers(0, max(x.ndim - 1, 0)), unique=True, max_size=x.ndim))
@@ -207,11 +214,12 @@ def test_flip(data):
         lambda a: np.flip(a, axis=dims),
         lambda t: torch.flip(t, dims),
         second_order=True,
+        backend=backend,
     )
 
 
 @given(data=st.data())
-def test_repeat(data):
+def test_repeat(backend, data):
     x = data.draw(tensors(shapes(max_side=3), noncontiguous=None))
     sizes = tuple(data.draw(st.lists(st.integers(0, 3), min_size=x.ndim, max_size=x.ndim + 2)))
     check_op(
@@ -220,11 +228,12 @@ def test_repeat(data):
         lambda a: np.tile(a, sizes),
         lambda t: t.repeat(*sizes) if sizes else t.clone(),
         second_order=True,
+        backend=backend,
     )
 
 
 @given(data=st.data())
-def test_getitem_basic(data):
+def test_getitem_basic(backend, data):
     x = data.draw(tensors(shapes(min_dims=1, max_side=4), noncontiguous=None))
     index = data.draw(hnp.basic_indices(x.shape, allow_newaxis=True, allow_ellipsis=True))
     negative = any(
@@ -237,11 +246,12 @@ def test_getitem_basic(data):
         lambda a: a[index],
         None if negative else (lambda t: t[index]),
         second_order=True,
+        backend=backend,
     )
 
 
 @given(data=st.data())
-def test_getitem_integer_arrays_with_repeats(data):
+def test_getitem_integer_arrays_with_repeats(backend, data):
     x = data.draw(tensors(shapes(min_dims=1, max_side=4)))
     index = data.draw(
         hnp.integer_array_indices(
@@ -254,11 +264,12 @@ def test_getitem_integer_arrays_with_repeats(data):
         lambda a: a[index],
         lambda t: t[tuple(torch.as_tensor(i) for i in index)],
         second_order=True,
+        backend=backend,
     )
 
 
 @given(data=st.data())
-def test_getitem_bool_mask(data):
+def test_getitem_bool_mask(backend, data):
     x = data.draw(tensors(shapes(min_dims=1, max_side=4)))
     mask = data.draw(hnp.arrays(np.bool_, x.shape))
     check_op(
@@ -267,34 +278,40 @@ def test_getitem_bool_mask(data):
         lambda a: a[mask],
         lambda t: t[torch.as_tensor(mask)],
         second_order=True,
+        backend=backend,
     )
-    check_op(lambda t: t[td.tensor(mask)], [x], lambda a: a[mask])
+    check_op(lambda t: t[backend.tensor(mask)], [x], lambda a: a[mask], backend=backend)
 
 
-def test_getitem_lists_tensors_mixed_and_repeated_gradients():
-    x = td.arange(12).double().reshape(3, 4).requires_grad_()
+def test_getitem_lists_tensors_mixed_and_repeated_gradients(backend):
+    x = td.arange(12, device=backend.name).double().reshape(3, 4).requires_grad_()
     y = x[[0, 0, 2], 1:3]  # a list with a repeat, then a slice
-    np.testing.assert_array_equal(y.data, x.data[[0, 0, 2], 1:3])
+    np.testing.assert_array_equal(backend.numpy(y), backend.numpy(x)[[0, 0, 2], 1:3])
     y.sum().backward()
     expected = np.zeros((3, 4))
     expected[0, 1:3] = 2
     expected[2, 1:3] = 1
-    np.testing.assert_array_equal(x.grad.data, expected)
-    idx = td.tensor([2, -1, 2])
+    np.testing.assert_array_equal(backend.numpy(x.grad), expected)
+    idx = backend.tensor([2, -1, 2])
     check_op(
         lambda t: t[:, idx],
         [x],
         lambda a: a[:, [2, -1, 2]],
         lambda t: t[:, torch.tensor([2, -1, 2])],
         second_order=True,
+        backend=backend,
     )
-    check_op(lambda t: t[..., None, 1], [x], lambda a: a[..., None, 1], second_order=True)
-    check_op(lambda t: t[[]], [x], lambda a: a[np.array([], dtype=int)])
+    check_op(
+        lambda t: t[..., None, 1], [x], lambda a: a[..., None, 1], second_order=True,
+        backend=backend,
+    )
+    check_op(lambda t: t[[]], [x], lambda a: a[np.array([], dtype=int)], backend=backend)
     check_op(
         lambda t: F.getitem(t, (slice(None, None, -2), 0)),
         [x],
         lambda a: a[::-2, 0],
         second_order=True,
+        backend=backend,
     )
 
 
@@ -313,8 +330,8 @@ def test_getitem_lists_tensors_mixed_and_repeated_gradients():
         lambda t: t.flatten(),
     ],
 )
-def test_float32_stays_float32(fn):
-    x = td.tensor([[1.0, -2.0, 3.0], [0.5, 4.0, -1.5]], requires_grad=True)
+def test_float32_stays_float32(backend, fn):
+    x = backend.tensor([[1.0, -2.0, 3.0], [0.5, 4.0, -1.5]], requires_grad=True)
     y = fn(x)
     assert y.dtype == np.float32
     y.sum().backward()

@@ -13,9 +13,9 @@ import subprocess
 
 import numpy as np
 import pytest
-from cuda_harness import NVCC, nvcc_source
 
 import tinydl as td
+from tests.gpu.cuda_harness import NVCC, nvcc_source
 from tinydl.backend import kernels
 from tinydl.backend.kernels import numpy_ref
 from tinydl.optim.adam import adam_update

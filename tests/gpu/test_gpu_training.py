@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gpu_backend import Backend
 
 import tinydl as td
 import tinydl.functional as F
+from tests.devices import CPU, Backend
 from tinydl import layers as nn
 from tinydl import optim
 
@@ -67,7 +67,7 @@ def test_training_on_the_device_reaches_the_cpu_loss(backend, opt_name):
         first, second = (_train(backend, opt_name, CPU_STEPS) for _ in range(2))
         assert first.tobytes() == second.tobytes(), "two CPU runs with one seed differ"
         return
-    cpu = _train(Backend("cpu"), opt_name, STEPS)
+    cpu = _train(CPU, opt_name, STEPS)
     dev = _train(backend, opt_name, STEPS)
     assert cpu[-50:].mean() < 0.5 * cpu[:10].mean(), f"the CPU run did not learn: {cpu[::50]}"
     early = 20 if opt_name == "sgd_momentum" else 3
@@ -78,3 +78,12 @@ def test_training_on_the_device_reaches_the_cpu_loss(backend, opt_name):
         f"mean loss of the last 50 steps: {final_dev:.5f} on {backend.name}, {final_cpu:.5f} "
         f"on the CPU; every 25th step: {dev[::25].round(4)} vs {cpu[::25].round(4)}"
     )
+
+
+def test_no_host_sync_needed_to_build_a_step(backend):
+    """A training step's ops return device tensors without reading values back."""
+    x = backend.tensor(np.ones((2, 3), np.float32), requires_grad=True)
+    loss = (F.relu(x) * 2).mean()
+    loss.backward()
+    assert loss.device == backend.device and x.grad.device == backend.device
+    assert isinstance(loss.item(), float)  # .item() is the explicit sync, for logging

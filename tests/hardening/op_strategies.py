@@ -43,6 +43,9 @@ class Op:
     double_backward: bool = True
     f32: tuple = (2e-5, 2e-5)  # float32 forward: (rtol, atol relative to the output's scale)
     f32_grad: tuple = (2e-4, 2e-4)  # float32 gradients against the float64 ones
+    # For ops whose values come from the device's random numbers: device_ref(backend) gives the
+    # reference there (``ref`` stays the CPU's).
+    device_ref: object = None
 
     @property
     def id(self) -> str:

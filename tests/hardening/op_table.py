@@ -9,9 +9,7 @@ supports double backward. The entries live in three modules by topic.
 
 from __future__ import annotations
 
-import op_table_math
-import op_table_nn
-import op_table_shape
+from tests.hardening import op_table_math, op_table_nn, op_table_shape
 
 # Public names of tinydl.functional that have no gradient, and why; everything else needs an entry.
 NOT_DIFFERENTIABLE = {

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import hypothesis.extra.numpy as hnp
 import numpy as np
-import op_refs as R
 from hypothesis import strategies as st
-from op_strategies import (
+from scipy import special
+
+import tinydl as td
+import tinydl.functional as F
+from tests.hardening import op_refs as R
+from tests.hardening.op_strategies import (
     BOOLS,
     MARGIN,
     Case,
@@ -25,10 +30,7 @@ from op_strategies import (
     signed,
     unary,
 )
-from scipy import special
-
-import tinydl.functional as F
-from tinydl.backend import as_device
+from tinydl.backend import CPU, to_numpy
 
 ENTRIES: list[Op] = []
 
@@ -106,7 +108,13 @@ add(
         unary(),
         variant="float64 and back",
     ),
-    Op("to_device", lambda x: F.to_device(x, as_device("cpu")), lambda x: x.copy(), unary()),
+    Op(
+        "to_device",
+        lambda x: F.to_device(F.to_device(x, CPU), x.device),
+        lambda x: x.copy(),
+        unary(),
+        variant="to the cpu and back",
+    ),
 )
 
 
@@ -115,12 +123,38 @@ def _dropout(x, p, seed):
     return x * (keep * (1.0 / (1.0 - p)))
 
 
+@functools.cache
+def _device_mask(device: str, shape: tuple, p: float, seed: int) -> np.ndarray:
+    """The dropout mask (0 or 1/(1-p)) the op draws on ``device`` for ``seed``, after checking
+    that the device keeps 1-p of 10^4 elements (within 5 sigma) and scales them by 1/(1-p)."""
+    scale = 1.0 / (1.0 - p)
+
+    def draw(size):
+        ones = td.tensor(np.ones(size), device=device)
+        mask = to_numpy(F.dropout(ones, p, True, generator=np.random.default_rng(seed)).data)
+        assert np.isin(mask, [0.0, scale]).all(), f"dropout on {device}: values {np.unique(mask)}"
+        return mask
+
+    kept = (draw((100, 100)) != 0).mean()
+    assert abs(kept - (1 - p)) <= 5 * math.sqrt(p * (1 - p) / 1e4), (
+        f"dropout on {device} keeps {kept:.4f} of the elements with p = {p}"
+    )
+    return draw(shape)
+
+
+def _dropout_on(b):
+    # NOTE: a GPU draws its masks with cuRAND, not NumPy's generator: the reference there
+    # multiplies by the device's own mask, whose keep rate and scale _device_mask checks.
+    return lambda x, p, seed: x * _device_mask(b.name, x.shape, p, seed)
+
+
 add(
     Op(
         "dropout",
         lambda x, p, seed: F.dropout(x, p, True, generator=np.random.default_rng(seed)),
         _dropout,
         unary(kw=kw(p=st.sampled_from([0.1, 0.5, 0.9]), seed=st.integers(0, 2**16))),
+        device_ref=_dropout_on,
     )
 )
 

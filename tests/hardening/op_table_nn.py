@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import op_refs as R
 from hypothesis import strategies as st
-from op_strategies import (
+
+import tinydl as td
+import tinydl.functional as F
+from tests.hardening import op_refs as R
+from tests.hardening.op_strategies import (
     REDUCTION,
     Case,
     Op,
@@ -15,9 +18,6 @@ from op_strategies import (
     ints,
     shapes,
 )
-
-import tinydl as td
-import tinydl.functional as F
 
 ENTRIES: list[Op] = []
 

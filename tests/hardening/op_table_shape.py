@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hypothesis.extra.numpy as hnp
 import numpy as np
-import op_refs as R
 from hypothesis import strategies as st
-from op_strategies import (
+
+import tinydl.functional as F
+from tests.hardening import op_refs as R
+from tests.hardening.op_strategies import (
     BOOLS,
     Case,
     Op,
@@ -15,8 +17,6 @@ from op_strategies import (
     floats,
     shapes,
 )
-
-import tinydl.functional as F
 
 ENTRIES: list[Op] = []
 

@@ -14,10 +14,14 @@ For every entry and every hypothesis example (``dev`` 10, ``ci`` 100, ``thorough
 * float32 gives the float64 results within float32 tolerances;
 * double backward (where the entry says so): the second derivative against central
   differences of the first.
+
+Every entry runs on each device (the ``backend`` fixture): the op computes on the device, the
+references and central differences on the host.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pkgutil
 
@@ -26,11 +30,13 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from op_strategies import Case, Op
-from op_table import COVERED, ENTRIES, NOT_DIFFERENTIABLE
 
 import tinydl as td
 import tinydl.functional as F
+from tests.devices import CPU
+from tests.hardening.op_strategies import Case, Op
+from tests.hardening.op_table import COVERED, ENTRIES, NOT_DIFFERENTIABLE
+from tinydl.backend import is_device_array, to_numpy
 
 EPS = 1e-6
 FULL_JACOBIAN_LIMIT = 64
@@ -73,7 +79,7 @@ def _close(got, want, rtol, atol, what):
 
 
 def _bits(a) -> bytes:
-    return np.ascontiguousarray(a).tobytes()
+    return np.ascontiguousarray(to_numpy(a)).tobytes()
 
 
 def _snapshot(obj):
@@ -96,45 +102,75 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def _noncontiguous(a: np.ndarray) -> np.ndarray:
+def _placed(obj, convert):
+    """``obj`` (fixed arguments: arrays, maybe in dicts, lists and tuples) with every array
+    replaced by ``convert(array)``."""
+    if isinstance(obj, dict):
+        return {k: _placed(v, convert) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_placed(v, convert) for v in obj)
+    return convert(obj) if isinstance(obj, np.ndarray) or is_device_array(obj) else obj
+
+
+def _on(b, obj):
+    """Fixed arguments with their arrays on ``b``'s device (the same objects on the CPU)."""
+    return obj if b is CPU else _placed(obj, b.array)
+
+
+def _host(obj):
+    return _placed(obj, to_numpy)
+
+
+def _noncontiguous(a, xp=np):
     """The same values in every other slot of a NaN-filled buffer."""
     if a.size <= 1:
         return a.copy()
-    buf = np.full(a.shape + (2,), np.nan, a.dtype)
+    buf = xp.full(a.shape + (2,), np.nan, a.dtype)
     buf[..., 0] = a
     view = buf[..., 0]
     assert not view.flags.c_contiguous
     return view
 
 
-def forward_backward(op: Op, arrays, kw, upstream):
-    """Forward and backward on fresh leaves over ``arrays``; checks the invariants and returns
-    the output and the gradients as arrays."""
-    arrays = [np.asarray(a) for a in arrays]
-    before = [a.copy() for a in arrays]
-    up_before = upstream.copy()
+def _place(b, a, noncontiguous: bool):
+    """A host array on ``b``'s device, optionally in a non-contiguous layout."""
+    a = np.asarray(a) if b is CPU else b.array(a)
+    return _noncontiguous(a, b.xp) if noncontiguous else a
+
+
+def forward_backward(op: Op, arrays, kw, upstream, b=CPU, noncontiguous=False):
+    """Forward and backward on fresh leaves over ``arrays`` (host arrays, placed on ``b``'s
+    device; ``kw`` is placed already); checks the invariants and returns the output and the
+    gradients as host arrays."""
+    xp = b.xp
+    arrays = [_place(b, a, noncontiguous) for a in arrays]
+    upstream = _place(b, upstream, noncontiguous)
+    before = [_bits(a) for a in arrays]
+    up_before = _bits(upstream)
     xs = [td.Tensor(a, requires_grad=True) for a in arrays]
     out = op.fn(*xs, **kw)
     assert isinstance(out, td.Tensor), f"{op.id} returned a {type(out).__name__}"
     assert out.dtype == arrays[0].dtype, f"{op.id}: output {out.dtype}, input {arrays[0].dtype}"
+    assert out.device == b.device, f"{op.id}: output on {out.device}, input on {b.name}"
     g = td.Tensor(upstream)
     out.backward(g)
-    assert _bits(g.data) == _bits(up_before), f"{op.id}: backward changed the upstream gradient"
+    assert _bits(g.data) == up_before, f"{op.id}: backward changed the upstream gradient"
     grads = []
-    for i, (x, a, b) in enumerate(zip(xs, arrays, before)):
-        assert _bits(a) == _bits(b) and x.data is a, f"{op.id}: input {i} was modified"
+    for i, (x, a, bits) in enumerate(zip(xs, arrays, before)):
+        assert _bits(a) == bits and x.data is a, f"{op.id}: input {i} was modified"
         assert x.grad is not None, f"{op.id}: input {i} got no gradient"
         gi = x.grad.data
         assert gi.shape == a.shape and gi.dtype == a.dtype, (
             f"{op.id}: gradient {i} is {gi.dtype} {gi.shape}, input {a.dtype} {a.shape}"
         )
+        assert x.grad.device == b.device, f"{op.id}: gradient {i} on {x.grad.device}"
         for j, other in enumerate(arrays):
-            assert not np.shares_memory(gi, other), f"{op.id}: gradient {i} aliases input {j}"
-        assert not np.shares_memory(gi, upstream), f"{op.id}: gradient {i} aliases upstream"
+            assert not xp.shares_memory(gi, other), f"{op.id}: gradient {i} aliases input {j}"
+        assert not xp.shares_memory(gi, upstream), f"{op.id}: gradient {i} aliases upstream"
         for j, gj in enumerate(grads):
-            assert not np.shares_memory(gi, gj), f"{op.id}: gradients {j} and {i} alias"
+            assert not xp.shares_memory(gi, gj), f"{op.id}: gradients {j} and {i} alias"
         grads.append(gi)
-    return out.data.copy(), [gi.copy() for gi in grads]
+    return to_numpy(out.data).copy(), [to_numpy(gi).copy() for gi in grads]
 
 
 def _phi(op, arrays, kw, upstream) -> float:
@@ -174,17 +210,17 @@ def check_gradient(op, arrays, kw, upstream, grads, want, rng):
     )
 
 
-def check_double_backward(op, arrays, kw, upstream, grads, rng):
+def check_double_backward(op, arrays, kw, upstream, grads, rng, b=CPU):
     """d/dx <w, grad(x)> from a second backward against central differences of the first."""
-    xs = [td.Tensor(a.copy(), requires_grad=True) for a in arrays]
+    xs = [b.tensor(a, requires_grad=True) for a in arrays]
     out = op.fn(*xs, **kw)
-    first = td.grad(out, xs, td.Tensor(upstream.copy()), create_graph=True, allow_unused=True)
+    first = td.grad(out, xs, b.tensor(upstream), create_graph=True, allow_unused=True)
     for i, (f, g) in enumerate(zip(first, grads)):
-        got = np.zeros_like(g) if f is None else f.data
+        got = np.zeros_like(g) if f is None else b.numpy(f)
         _close(got, g, 1e-12, 1e-14 * _scale(g), f"{op.id}: create_graph gradient {i}")
     ws = [rng.standard_normal(a.shape) for a in arrays]
     live = [
-        (f * td.Tensor(w)).sum() for f, w in zip(first, ws) if f is not None and f.requires_grad
+        (f * b.tensor(w)).sum() for f, w in zip(first, ws) if f is not None and f.requires_grad
     ]
     second = [None] * len(xs)
     if live:
@@ -192,11 +228,11 @@ def check_double_backward(op, arrays, kw, upstream, grads, rng):
         for t in live[1:]:
             total = total + t
         second = td.grad(total, xs, allow_unused=True)
-    second = [np.zeros(a.shape) if s is None else s.data for s, a in zip(second, arrays)]
+    second = [np.zeros(a.shape) if s is None else b.numpy(s) for s, a in zip(second, arrays)]
     us = [rng.standard_normal(a.shape) for a in arrays]
 
     def h(arrs):
-        _, gs = forward_backward(op, arrs, kw, upstream)
+        _, gs = forward_backward(op, arrs, kw, upstream, b)
         return sum(float((w * g).sum()) for w, g in zip(ws, gs))
 
     numeric = (h(_shifted(arrays, us, EPS)) - h(_shifted(arrays, us, -EPS))) / (2 * EPS)
@@ -210,43 +246,51 @@ def check_double_backward(op, arrays, kw, upstream, grads, rng):
     )
 
 
-def check_case(op: Op, case: Case, rng: np.random.Generator):
+def _check_rerun(b, got, want, what: str):
+    if b is CPU:
+        assert _bits(got) == _bits(want), f"{what} differs in its bits"
+    else:  # NOTE: a GPU's atomic adds (scatter-add backwards) sum in no fixed order
+        _close(got, want, 1e-12, 1e-14 * _scale(want), what)
+
+
+def check_case(op: Op, case: Case, rng: np.random.Generator, b=CPU):
+    """Every check on one case, with the op computing on ``b``'s device."""
+    if b is not CPU and op.device_ref is not None:
+        op = dataclasses.replace(op, ref=op.device_ref(b))
     arrays = [np.array(a, np.float64) for a in case.arrays]
-    kw = case.kw
-    kw_before = _snapshot(kw)
-    want = np.asarray(op.ref(*arrays, **kw), np.float64)
+    kw = _on(b, case.kw)
+    kw_before = _snapshot(_host(kw))
+    want = np.asarray(op.ref(*arrays, **case.kw), np.float64)
     upstream = rng.standard_normal(want.shape).astype(np.float32).astype(np.float64)
 
     # float64: forward, invariants, gradient
-    out, grads = forward_backward(op, arrays, kw, upstream)
+    out, grads = forward_backward(op, arrays, kw, upstream, b)
     _close(out, want, 1e-7, 1e-10 * _scale(want), f"{op.id}: forward vs reference")
-    check_gradient(op, arrays, kw, upstream, grads, want, rng)
+    check_gradient(op, arrays, case.kw, upstream, grads, want, rng)
 
-    # a rerun is bit-identical
-    out2, grads2 = forward_backward(op, [a.copy() for a in arrays], kw, upstream.copy())
-    assert _bits(out2) == _bits(out), f"{op.id}: a second forward differs in its bits"
+    # a rerun gives the same bits
+    out2, grads2 = forward_backward(op, [a.copy() for a in arrays], kw, upstream.copy(), b)
+    _check_rerun(b, out2, out, f"{op.id}: a second forward")
     for i, (g, g2) in enumerate(zip(grads, grads2)):
-        assert _bits(g2) == _bits(g), f"{op.id}: a second backward differs in gradient {i}"
+        _check_rerun(b, g2, g, f"{op.id}: gradient {i} of a second backward")
 
     # backward is linear in the upstream gradient
     other = rng.standard_normal(want.shape)
-    _, grads_other = forward_backward(op, arrays, kw, other)
-    _, grads_mix = forward_backward(op, arrays, kw, 2.0 * upstream - 3.0 * other)
+    _, grads_other = forward_backward(op, arrays, kw, other, b)
+    _, grads_mix = forward_backward(op, arrays, kw, 2.0 * upstream - 3.0 * other, b)
     for i, (g, go, gm) in enumerate(zip(grads, grads_other, grads_mix)):
         expected = 2.0 * g - 3.0 * go
         _close(gm, expected, 1e-9, 1e-12 * _scale(g, go), f"{op.id}: linearity of gradient {i}")
 
     # non-contiguous inputs and upstream gradient
-    out_nc, grads_nc = forward_backward(
-        op, [_noncontiguous(a) for a in arrays], kw, _noncontiguous(upstream)
-    )
+    out_nc, grads_nc = forward_backward(op, arrays, kw, upstream, b, noncontiguous=True)
     _close(out_nc, out, 1e-12, 1e-14 * _scale(out), f"{op.id}: non-contiguous forward")
     for i, (g, gn) in enumerate(zip(grads, grads_nc)):
         _close(gn, g, 1e-12, 1e-14 * _scale(g), f"{op.id}: non-contiguous gradient {i}")
 
     # float32
     out32, grads32 = forward_backward(
-        op, [a.astype(np.float32) for a in arrays], kw, upstream.astype(np.float32)
+        op, [a.astype(np.float32) for a in arrays], kw, upstream.astype(np.float32), b
     )
     rtol, atol = op.f32
     _close(out32, want, rtol, atol * _scale(want), f"{op.id}: float32 forward vs reference")
@@ -255,8 +299,8 @@ def check_case(op: Op, case: Case, rng: np.random.Generator):
         _close(g32, g, rtol, atol * _scale(g), f"{op.id}: float32 gradient {i} vs float64")
 
     if op.double_backward:
-        check_double_backward(op, arrays, kw, upstream, grads, rng)
-    assert _same(kw, kw_before), f"{op.id}: the op modified one of its fixed arguments"
+        check_double_backward(op, arrays, kw, upstream, grads, rng, b)
+    assert _same(_host(kw), kw_before), f"{op.id}: the op modified one of its fixed arguments"
 
 
 # ----------------------------------------------------------------------------- the factory
@@ -265,11 +309,11 @@ def check_case(op: Op, case: Case, rng: np.random.Generator):
 @pytest.mark.parametrize("op", ENTRIES, ids=[op.id for op in ENTRIES])
 @figures.profile_settings(figures.OP_TABLE_EXAMPLES)
 @given(data=st.data())
-def test_op(op, data):
+def test_op(op, backend, data):
     case = data.draw(op.case, label="case")
     seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
     figures.RAN["op table"] += 1
-    check_case(op, case, np.random.default_rng(seed))
+    check_case(op, case, np.random.default_rng(seed), backend)
 
 
 # ----------------------------------------------------------------------------- meta-tests
@@ -305,6 +349,13 @@ def test_excluded_ops_really_have_no_gradient():
             assert result.dtype == np.int64 and not result.requires_grad
     encoded = F.one_hot(td.tensor(np.array([0, 2])), 3)
     assert encoded.dtype == np.int64 and not encoded.requires_grad
+
+
+def test_the_device_reference_of_dropout_is_numpys_on_the_cpu():
+    (op,) = [op for op in ENTRIES if op.name == "dropout"]
+    x = np.linspace(-1.0, 1.0, 24).reshape(4, 6)
+    for p in (0.1, 0.5, 0.9):
+        np.testing.assert_array_equal(op.device_ref(CPU)(x, p, 7), op.ref(x, p, 7))
 
 
 # ----------------------------------------------------------------------------- the checks fail

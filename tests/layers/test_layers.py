@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import tinydl as td
+from tests.devices import CPU
 from tinydl import layers as nn
 from tinydl.layers import init
 
@@ -16,18 +17,22 @@ def copy_weights(ours, theirs):
     ours.load_state_dict(sd)
 
 
-def compare(ours, theirs, shape, train=True, rtol=1e-4, atol=1e-5):
+def compare(ours, theirs, shape, train=True, rtol=1e-4, atol=1e-5, backend=CPU):
+    """``ours`` (on ``backend``'s device, with ``theirs``'s weights) against ``theirs``: outputs,
+    input and parameter gradients, buffers."""
     copy_weights(ours, theirs)
+    ours.to(backend.name)
     ours.train(train)
     theirs.train(train)
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     xt = torch.tensor(x, requires_grad=True)
-    xo = td.tensor(x, requires_grad=True)
+    xo = backend.tensor(x, requires_grad=True)
     yt, yo = theirs(xt), ours(xo)
+    assert yo.device == backend.device
     np.testing.assert_allclose(yo.detach().numpy(), yt.detach().numpy(), rtol=rtol, atol=atol)
     g = np.random.default_rng(1).standard_normal(yt.shape).astype(np.float32)
     yt.backward(torch.tensor(g))
-    yo.backward(td.tensor(g))
+    yo.backward(backend.tensor(g))
     np.testing.assert_allclose(xo.grad.numpy(), xt.grad.numpy(), rtol=rtol, atol=atol)
     tp = dict(theirs.named_parameters())
     for name, p in ours.named_parameters():
@@ -64,20 +69,20 @@ CASES = [
 
 @pytest.mark.parametrize("ours,theirs,shape", CASES, ids=lambda v: getattr(v, "__name__", None))
 @pytest.mark.parametrize("train", [True, False])
-def test_layer_matches_pytorch(ours, theirs, shape, train):
+def test_layer_matches_pytorch(backend, ours, theirs, shape, train):
     torch.manual_seed(0)
-    compare(ours(), theirs(), shape, train=train)
+    compare(ours(), theirs(), shape, train=train, backend=backend)
 
 
-def test_batchnorm_eval_uses_running_stats_after_training():
-    ours, theirs = nn.BatchNorm2d(3), tnn.BatchNorm2d(3)
+def test_batchnorm_eval_uses_running_stats_after_training(backend):
+    ours, theirs = nn.BatchNorm2d(3).to(backend.name), tnn.BatchNorm2d(3)
     for seed in range(3):
         x = np.random.default_rng(seed).standard_normal((4, 3, 2, 2)).astype(np.float32) * 3 + 1
-        ours(td.tensor(x))
+        ours(backend.tensor(x))
         theirs(torch.tensor(x))
     np.testing.assert_allclose(ours.running_var.numpy(), theirs.running_var.numpy(), rtol=1e-5)
     assert ours.num_batches_tracked.item() == 3
-    compare(ours, theirs, (2, 3, 2, 2), train=False)
+    compare(ours, theirs, (2, 3, 2, 2), train=False, backend=backend)
 
 
 def test_batchnorm_shape_errors():
@@ -87,9 +92,9 @@ def test_batchnorm_shape_errors():
         nn.BatchNorm1d(3)(td.ones(2, 4))
 
 
-def test_dropout_is_identity_in_eval_and_scales_in_training():
+def test_dropout_is_identity_in_eval_and_scales_in_training(backend):
     d = nn.Dropout(0.5)
-    x = td.ones(1000)
+    x = td.ones(1000, device=backend.name)
     y = d(x).numpy()
     assert set(np.unique(y)) <= {0.0, 2.0} and 300 < (y == 0).sum() < 700
     d.eval()
@@ -111,8 +116,8 @@ def test_default_init_matches_pytorch_bounds():
     (init.xavier_normal_, {}, np.sqrt(2 / 300)),
     (init.normal_, {"std": 0.5}, 0.5),
 ])
-def test_normal_initializers_have_the_right_spread(fn, kwargs, std):
-    w = td.empty(100, 200)
+def test_normal_initializers_have_the_right_spread(backend, fn, kwargs, std):
+    w = td.empty(100, 200, device=backend.name)
     fn(w, **kwargs)
     assert abs(w.numpy().std() / std - 1) < 0.05
 
@@ -122,15 +127,16 @@ def test_normal_initializers_have_the_right_spread(fn, kwargs, std):
     (init.xavier_uniform_, {}, np.sqrt(6 / 300)),
     (init.uniform_, {"a": -0.3, "b": 0.3}, 0.3),
 ])
-def test_uniform_initializers_have_the_right_bounds(fn, kwargs, bound):
-    w = td.empty(100, 200)
+def test_uniform_initializers_have_the_right_bounds(backend, fn, kwargs, bound):
+    w = td.empty(100, 200, device=backend.name)
     fn(w, **kwargs)
     assert np.abs(w.numpy()).max() <= bound and np.abs(w.numpy()).max() > 0.95 * bound
 
 
-def test_constant_initializers_and_errors():
-    w = td.empty(3, 3)
+def test_constant_initializers_and_errors(backend):
+    w = td.empty(3, 3, device=backend.name)
     assert np.all(init.ones_(w).numpy() == 1) and np.all(init.zeros_(w).numpy() == 0)
+    assert w.device == backend.device
     with pytest.raises(ValueError, match="at least 2 dimensions"):
         init.xavier_uniform_(td.empty(3))
     with pytest.raises(ValueError, match="mode"):

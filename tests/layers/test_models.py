@@ -10,13 +10,13 @@ from tinydl.optim import Adam
 
 
 @pytest.mark.parametrize("name", sorted(nn.MODELS))
-def test_forward_backward_shapes(name):
+def test_forward_backward_shapes(backend, name):
     td.manual_seed(0)
-    model = nn.MODELS[name]()
-    x = td.randn(4, 1, 28, 28)
+    model = nn.MODELS[name]().to(backend.name)
+    x = td.randn(4, 1, 28, 28, device=backend.name)
     out = model(x)
-    assert out.shape == (4, 10) and out.dtype == np.float32
-    F.cross_entropy(out, td.tensor([0, 1, 2, 3])).backward()
+    assert out.shape == (4, 10) and out.dtype == np.float32 and out.device == backend.device
+    F.cross_entropy(out, backend.tensor([0, 1, 2, 3])).backward()
     assert all(p.grad is not None and p.grad.dtype == np.float32 for p in model.parameters())
     model.eval()
     assert model(x).shape == (4, 10)
@@ -35,7 +35,7 @@ def test_parameter_counts_match_pytorch():
     assert nn.MLP().num_parameters() == sum(p.numel() for p in mlp.parameters())
 
 
-def test_small_cnn_learns_a_toy_problem():
+def test_small_cnn_learns_a_toy_problem(backend):
     # bright top half vs bright bottom half: a CNN must get this right in a few steps
     td.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -43,9 +43,9 @@ def test_small_cnn_learns_a_toy_problem():
     y = rng.integers(0, 2, 64)
     x[y == 0, :, :14] += 1.0
     x[y == 1, :, 14:] += 1.0
-    model = nn.LeNet5(num_classes=2)
+    model = nn.LeNet5(num_classes=2).to(backend.name)
     opt = Adam(model.parameters(), lr=1e-2)
-    xt, yt = td.tensor(x), td.tensor(y)
+    xt, yt = backend.tensor(x), backend.tensor(y)
     for _ in range(15):
         loss = F.cross_entropy(model(xt), yt)
         opt.zero_grad()

@@ -63,24 +63,25 @@ def test_train_eval_propagate():
     assert all(m.training for m in net.modules())
 
 
-def test_zero_grad():
-    net = Net()
-    net(td.randn(5, 4)).sum().backward()
+def test_zero_grad(backend):
+    net = Net().to(backend.name)
+    net(td.randn(5, 4, device=backend.name)).sum().backward()
     assert all(p.grad is not None for p in net.parameters())
     net.zero_grad(set_to_none=False)
-    assert all(np.all(p.grad.data == 0) for p in net.parameters())
+    assert all(np.all(backend.numpy(p.grad) == 0) for p in net.parameters())
+    assert all(p.grad.device == backend.device for p in net.parameters())
     net.zero_grad()
     assert all(p.grad is None for p in net.parameters())
 
 
-def test_state_dict_round_trip_keeps_parameter_arrays():
-    a, b = Net(), Net()
+def test_state_dict_round_trip_keeps_parameter_arrays(backend):
+    a, b = Net().to(backend.name), Net().to(backend.name)
     sd = a.state_dict()
     assert list(sd) == ["scale", "count", "fc1.weight", "fc1.bias", "fc2.weight"]
     before = b.fc1.weight.data
     b.load_state_dict(sd)
     assert b.fc1.weight.data is before
-    np.testing.assert_array_equal(b.fc1.weight.data, a.fc1.weight.data)
+    np.testing.assert_array_equal(backend.numpy(b.fc1.weight), backend.numpy(a.fc1.weight))
 
 
 def test_load_state_dict_lists_every_problem():
@@ -105,13 +106,14 @@ def test_non_strict_load_returns_keys():
     assert result.missing_keys == ["fc1.bias"] and result.unexpected_keys == ["extra"]
 
 
-def test_to_casts_in_place():
+def test_to_casts_in_place(backend):
     net = Net()
     params = list(net.parameters())
+    net.to(backend.name)
     net.to(td.float64)
-    assert all(p.dtype == np.float64 for p in net.parameters())
+    assert all(p.dtype == np.float64 and p.device == backend.device for p in net.parameters())
     assert [id(p) for p in net.parameters()] == [id(p) for p in params]
-    assert net(td.randn(2, 4, dtype=td.float64)).dtype == np.float64
+    assert net(td.randn(2, 4, dtype=td.float64, device=backend.name)).dtype == np.float64
 
 
 def test_repr_tree():

@@ -1,10 +1,12 @@
 """A small least-squares problem whose gradient is computed in NumPy, and runners that take the
-same steps with tinydl's optimizers and with torch.optim, so that tests compare trajectories."""
+same steps with tinydl's optimizers (on any device) and with torch.optim, so that tests compare
+trajectories."""
 
 import numpy as np
 import pytest
 
 import tinydl as td
+from tests.devices import CPU
 
 
 class Problem:
@@ -21,19 +23,22 @@ class Problem:
         R = self.X @ W.T + b - self.Y
         return [R.T @ self.X / n + 0.1 * W**3, R.sum(0) / n]
 
-    # ``sign=-1`` hands the optimizer the gradient of -f, for runs with ``maximize=True``.
-    def run_tinydl(self, make_opt, steps=20, dtype=np.float64, make_sched=None, sign=1.0):
-        params = [td.Parameter(td.tensor(a.astype(dtype))) for a in self.init]
+    # ``sign=-1`` hands the optimizer the gradient of -f, for runs with ``maximize=True``; the
+    # parameters live on ``backend``'s device, the trajectory comes back as NumPy arrays.
+    def run_tinydl(self, make_opt, steps=20, dtype=np.float64, make_sched=None, sign=1.0,
+                   backend=CPU):
+        params = [td.Parameter(backend.tensor(a.astype(dtype))) for a in self.init]
         opt = make_opt(params)
         sched = make_sched(opt) if make_sched else None
         out = []
         for _ in range(steps):
-            for p, g in zip(params, self.grads(*[p.data.astype(np.float64) for p in params])):
-                p.grad = td.Tensor((sign * g).astype(dtype))
+            host = [backend.numpy(p).astype(np.float64) for p in params]
+            for p, g in zip(params, self.grads(*host)):
+                p.grad = backend.tensor((sign * g).astype(dtype))
             opt.step()
             if sched:
                 sched.step()
-            out.append([p.data.copy() for p in params])
+            out.append([backend.numpy(p).copy() for p in params])
         return out
 
     def run_torch(self, make_opt, steps=20, make_sched=None, sign=1.0):

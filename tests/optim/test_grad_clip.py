@@ -7,73 +7,74 @@ import tinydl as td
 from tinydl.optim import NonFiniteGradError, clip_grad_norm_, clip_grad_value_
 
 
-def _params(rng, scale, dtype=np.float64):
+def _params(backend, rng, scale, dtype=np.float64):
     shapes = [(3, 4), (5,), (2, 2, 2)]
-    ps = [td.Parameter(td.zeros(*s, dtype=dtype)) for s in shapes]
+    ps = [td.Parameter(td.zeros(*s, dtype=dtype, device=backend.name)) for s in shapes]
     for p in ps:
-        p.grad = td.Tensor((scale * rng.standard_normal(p.shape)).astype(dtype))
-    ps.append(td.Parameter(td.zeros(2, dtype=dtype)))  # no gradient: skipped
+        p.grad = backend.tensor((scale * rng.standard_normal(p.shape)).astype(dtype))
+    ps.append(td.Parameter(td.zeros(2, dtype=dtype, device=backend.name)))  # no gradient: skipped
     return ps
 
 
 @pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0, 0.5, math.inf])
 @pytest.mark.parametrize("max_norm", [0.3, 1e3])
-def test_clip_grad_norm_matches_torch(torch, rng, norm_type, max_norm):
-    ps = _params(rng, 2.0)
-    tps = [torch.nn.Parameter(torch.from_numpy(p.data.copy())) for p in ps]
+def test_clip_grad_norm_matches_torch(backend, torch, rng, norm_type, max_norm):
+    ps = _params(backend, rng, 2.0)
+    tps = [torch.nn.Parameter(torch.from_numpy(backend.numpy(p).copy())) for p in ps]
     for p, q in zip(ps, tps):
-        q.grad = None if p.grad is None else torch.from_numpy(p.grad.data.copy())
+        q.grad = None if p.grad is None else torch.from_numpy(backend.numpy(p.grad).copy())
     grads = [p.grad.data for p in ps if p.grad is not None]
     ours = clip_grad_norm_(ps, max_norm, norm_type)
     theirs = torch.nn.utils.clip_grad_norm_(tps, max_norm, norm_type, foreach=False)
     assert isinstance(ours, td.Tensor) and ours.shape == ()
     assert float(ours) == pytest.approx(float(theirs), rel=1e-12)
     for p, q, g in zip(ps, tps, grads):
-        np.testing.assert_allclose(p.grad.data, q.grad.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(backend.numpy(p.grad), q.grad.numpy(), rtol=1e-12)
         assert p.grad.data is g  # clipped in place
 
 
-def test_clip_grad_norm_closed_form_and_in_place():
-    p = td.Parameter(td.zeros(2))
-    p.grad = td.tensor([3.0, 4.0])
+def test_clip_grad_norm_closed_form_and_in_place(backend):
+    p = td.Parameter(td.zeros(2, device=backend.name))
+    p.grad = backend.tensor([3.0, 4.0])
     g = p.grad.data
     total = clip_grad_norm_(p, max_norm=1.0)
     assert float(total) == pytest.approx(5.0)
     assert p.grad.data is g and g.dtype == np.float32
-    np.testing.assert_allclose(g, np.array([3.0, 4.0]) / (5.0 + 1e-6), rtol=1e-6)
+    np.testing.assert_allclose(backend.numpy(g), np.array([3.0, 4.0]) / (5.0 + 1e-6), rtol=1e-6)
     assert float(clip_grad_norm_([p], 10.0)) == pytest.approx(1.0, rel=1e-6)
-    np.testing.assert_allclose(g, np.array([0.6, 0.8]), rtol=1e-5)  # under max_norm: kept
-    assert float(clip_grad_norm_([td.Parameter(td.zeros(2))], 1.0)) == 0.0
+    # under max_norm: kept
+    np.testing.assert_allclose(backend.numpy(g), np.array([0.6, 0.8]), rtol=1e-5)
+    assert float(clip_grad_norm_([td.Parameter(td.zeros(2, device=backend.name))], 1.0)) == 0.0
 
 
-def test_nonfinite_norm_raises_only_when_asked():
-    p = td.Parameter(td.zeros(2))
-    p.grad = td.tensor([np.inf, 1.0])
+def test_nonfinite_norm_raises_only_when_asked(backend):
+    p = td.Parameter(td.zeros(2, device=backend.name))
+    p.grad = backend.tensor([np.inf, 1.0])
     with pytest.raises(NonFiniteGradError, match="error_if_nonfinite=False"):
         clip_grad_norm_([p], 1.0, error_if_nonfinite=True)
     assert isinstance(NonFiniteGradError("x"), RuntimeError)
     assert math.isinf(float(clip_grad_norm_([p], 1.0)))
 
 
-def test_clip_grad_value_closed_form(rng):
-    p = td.Parameter(td.zeros(6, dtype="float64"))
+def test_clip_grad_value_closed_form(backend, rng):
+    p = td.Parameter(td.zeros(6, dtype="float64", device=backend.name))
     values = rng.standard_normal(6) * 3
-    p.grad = td.Tensor(values.copy())
+    p.grad = backend.tensor(values)
     g = p.grad.data
     clip_grad_value_([p], 1.5)
     assert p.grad.data is g
-    np.testing.assert_array_equal(g, np.clip(values, -1.5, 1.5))
+    np.testing.assert_array_equal(backend.numpy(g), np.clip(values, -1.5, 1.5))
 
 
-def test_clip_grad_value_matches_torch(torch, rng):
+def test_clip_grad_value_matches_torch(backend, torch, rng):
     values = rng.standard_normal((3, 4)) * 3
-    p = td.Parameter(td.zeros(3, 4, dtype="float64"))
-    p.grad = td.Tensor(values.copy())
+    p = td.Parameter(td.zeros(3, 4, dtype="float64", device=backend.name))
+    p.grad = backend.tensor(values)
     clip_grad_value_(p, 0.7)
     q = torch.nn.Parameter(torch.zeros(3, 4, dtype=torch.float64))
     q.grad = torch.from_numpy(values.copy())
     torch.nn.utils.clip_grad_value_([q], 0.7)
-    np.testing.assert_array_equal(p.grad.data, q.grad.numpy())
+    np.testing.assert_array_equal(backend.numpy(p.grad), q.grad.numpy())
 
 
 class _DeviceValue(np.ndarray):

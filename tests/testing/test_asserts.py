@@ -5,11 +5,12 @@ import pytest
 
 import tinydl as td
 import tinydl.functional as F
+from tests.devices import CPU
 from tinydl import layers as nn
 from tinydl.testing import assert_close, assert_grad_close, assert_grads_match
 
 
-def _mlp_problem(rng):
+def _mlp_problem(rng, backend=CPU):
     """A two-layer ReLU net in float64 with its hand-derived gradients (see the example)."""
     p = {
         "W1": rng.normal(size=(5, 4)),
@@ -28,14 +29,14 @@ def _mlp_problem(rng):
     g /= 6
     g_z1 = (g @ p["W2"].T) * (z1 > 0)
     manual = {"W1": x.T @ g_z1, "b1": g_z1.sum(0), "W2": h.T @ g, "b2": g.sum(0)}
-    t = {k: td.tensor(v, requires_grad=True) for k, v in p.items()}
-    loss = F.cross_entropy(F.relu(td.tensor(x) @ t["W1"] + t["b1"]) @ t["W2"] + t["b2"],
-                           td.tensor(y))  # fmt: skip
+    t = {k: backend.tensor(v, requires_grad=True) for k, v in p.items()}
+    loss = F.cross_entropy(F.relu(backend.tensor(x) @ t["W1"] + t["b1"]) @ t["W2"] + t["b2"],
+                           backend.tensor(y))  # fmt: skip
     return manual, t, loss
 
 
-def test_grads_match_passes_on_right_gradients(rng):
-    manual, params, loss = _mlp_problem(rng)
+def test_grads_match_passes_on_right_gradients(backend, rng):
+    manual, params, loss = _mlp_problem(rng, backend)
     diffs = assert_grads_match(manual, params, loss, rtol=1e-10, atol=1e-12)
     assert set(diffs) == set(manual) and max(diffs.values()) < 1e-12
     assert all(p.grad is None for p in params.values())  # .grad is left untouched
@@ -96,16 +97,17 @@ def test_grads_match_takes_a_module(rng):
         assert_grads_match({**manual, "weight": -manual["weight"]}, layer, loss)
 
 
-def test_assert_close_checks_shape_and_values():
-    assert_close(td.tensor([1.0, 2.0]), np.array([1.0, 2.0 + 1e-9]), rtol=1e-6)
+def test_assert_close_checks_shape_and_values(backend):
+    x = backend.tensor([1.0, 2.0])
+    assert_close(x, np.array([1.0, 2.0 + 1e-9]), rtol=1e-6)
     with pytest.raises(AssertionError, match="shape"):
-        assert_close(td.tensor([1.0, 2.0]), np.array([[1.0, 2.0]]))
+        assert_close(x, np.array([[1.0, 2.0]]))
     with pytest.raises(AssertionError):
-        assert_close(td.tensor([1.0, 2.0]), np.array([1.0, 2.1]), rtol=1e-3)
+        assert_close(x, np.array([1.0, 2.1]), rtol=1e-3)
 
 
-def test_assert_grad_close_against_central_differences():
-    x = td.tensor(np.array([0.3, -1.2, 2.0]), requires_grad=True)
+def test_assert_grad_close_against_central_differences(backend):
+    x = backend.tensor(np.array([0.3, -1.2, 2.0]), requires_grad=True)
     assert_grad_close(lambda t: (t * t * t).sum(), [x], second_order=True)
     with pytest.raises(td.GradcheckError):
         assert_grad_close(lambda t: _wrong_square(t).sum(), [x])
