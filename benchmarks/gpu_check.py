@@ -3,8 +3,9 @@
     python benchmarks/gpu_check.py            (from the repository root; or benchmarks/gpu_check.sh)
 
 1. prints the GPU, the driver, CUDA, CuPy and PyTorch;
-2. runs the device tests (``pytest tests/gpu`` with its cuda cases, and the suites the backend
-   touches), capped at ``--test-timeout`` seconds;
+2. runs the device-parametrised tests (functional, layer, optimizer, op table: each on cpu and
+   cuda), ``tests/gpu`` and the suites the backend touches, hypothesis profile ``dev``, capped
+   at ``--test-timeout`` seconds;
 3. times conv2d forward and forward+backward at the four shapes of the kernels issue, tinydl
    beside PyTorch CUDA, with a CUDA synchronisation closing every timed call;
 4. times one MnistCNN training epoch (60,000 MNIST images, batch 128, Adam, dropout on) with the
@@ -51,8 +52,14 @@ from benchmarks.kernels import CONV_SHAPES  # noqa: E402
 
 DATA = HERE / "gpu_data"
 MNIST_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
+# the device-parametrised suite (its cuda cases run on a GPU) and the GPU-only tests
 TESTS = [
     "tests/gpu",
+    "tests/functional",
+    "tests/layers",
+    "tests/optim",
+    "tests/testing",
+    "tests/hardening/test_op_table.py",
     "tests/test_tensor.py",
     "tests/test_style.py::test_import_needs_only_numpy",
     "tests/hardening/test_reproducibility.py::test_manual_seed_seeds_cupy_when_present",
@@ -140,8 +147,12 @@ def machine(cp) -> dict:
 
 def run_tests(timeout: int, out: Path | None) -> dict:
     paths = [t for t in TESTS if (ROOT / t.split("::")[0]).exists()]
+    # NOTE: no --device filter: the tests without a device (import checks, seeding) count as cpu
+    # cases and would be left out; the cpu cases add about a minute
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *paths]
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    # NOTE: the dev profile (10 examples a property): ci's 50-100 would not fit the device time
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "dev")}
     log_path = (out or Path(tempfile.mkdtemp())) / "pytest_gpu.log"
     start = time.perf_counter()
     with open(log_path, "w") as f:

@@ -1,19 +1,12 @@
 """The PyTorch twins in benchmarks/torch_models.py are the same networks as tinydl's zoo:
 same parameter count, same state-dict keys and shapes, same logits for the same weights."""
 
-import pathlib
-import sys
-
 import numpy as np
 import pytest
 
 torch = pytest.importorskip(
     "torch", reason="PyTorch is the reference the benchmark twins are checked against"
 )
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # benchmarks/ is a top-level package, not installed
-    sys.path.insert(0, str(ROOT))
 
 import tinydl as td  # noqa: E402
 from benchmarks.torch_models import TORCH_MODELS, load_tinydl_state  # noqa: E402

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_kernels_numpy import arrays_any_layout, pool_params
 
 import tinydl as td
+from tests.backend.test_kernels_numpy import arrays_any_layout, pool_params
 from tinydl.backend import kernels
 from tinydl.backend.kernels import numpy_ref as R
 from tinydl.testing import conv_params

@@ -1,7 +1,7 @@
 """Prints the hardening figures (ops covered, malformed files, fuzz examples) after a run that
 collected tests from this folder."""
 
-import figures
+from tests.hardening import figures
 
 
 def pytest_terminal_summary(terminalreporter):

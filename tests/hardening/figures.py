@@ -77,11 +77,8 @@ def lines(ran: collections.Counter | None = None) -> list[str]:
     return out
 
 
-if __name__ == "__main__":
-    here = Path(__file__).resolve().parent
-    sys.path.insert(0, str(here.parent))
-    import conftest  # noqa: F401 - tests/conftest.py: registers and loads the profiles
-
-    sys.path.insert(0, str(here))
+if __name__ == "__main__":  # python tests/hardening/figures.py, or python -m tests.hardening.figures
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
+    import tests.conftest  # noqa: F401 - registers and loads the hypothesis profiles
 
     print("\n".join(lines()))

@@ -21,13 +21,13 @@ import warnings
 import zipfile
 from pathlib import Path
 
-import figures
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import tinydl as td
+from tests.hardening import figures
 from tinydl import layers as nn
 from tinydl import optim
 from tinydl.io import SerializationError, load_checkpoint, save_checkpoint

@@ -8,12 +8,12 @@ import gzip
 import struct
 import tracemalloc
 
-import figures
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.hardening import figures
 from tinydl.data import MNIST, DatasetError
 from tinydl.data.idx import read_idx
 

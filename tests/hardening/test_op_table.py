@@ -25,7 +25,6 @@ import dataclasses
 import importlib
 import pkgutil
 
-import figures
 import numpy as np
 import pytest
 from hypothesis import given
@@ -34,6 +33,7 @@ from hypothesis import strategies as st
 import tinydl as td
 import tinydl.functional as F
 from tests.devices import CPU
+from tests.hardening import figures
 from tests.hardening.op_strategies import Case, Op
 from tests.hardening.op_table import COVERED, ENTRIES, NOT_DIFFERENTIABLE
 from tinydl.backend import is_device_array, to_numpy
