@@ -38,11 +38,11 @@ def profile_settings(table: dict) -> settings:
 
 def static_figures() -> list[tuple[str, str]]:
     """(what, figure) pairs read from the tables themselves."""
-    import op_table
-    import test_checkpoint_attack as ckpt
-    import test_idx_attack as idx
-    import test_stability as stab
-    from test_op_table import public_ops
+    from tests.hardening import op_table
+    from tests.hardening import test_checkpoint_attack as ckpt
+    from tests.hardening import test_idx_attack as idx
+    from tests.hardening import test_stability as stab
+    from tests.hardening.test_op_table import public_ops
 
     public = public_ops()
     differentiable = public - set(op_table.NOT_DIFFERENTIABLE)

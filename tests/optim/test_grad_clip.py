@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import tinydl as td
+from tests.devices import CPU
 from tinydl.optim import NonFiniteGradError, clip_grad_norm_, clip_grad_value_
 
 
@@ -103,7 +104,7 @@ class _DeviceNumpy:
 
 @pytest.mark.parametrize("max_norm", [0.3, 1e3])  # clipped, and not
 def test_clip_grad_norm_reads_nothing_back_to_the_host(rng, monkeypatch, max_norm):
-    ps = _params(rng, 2.0, np.float32)
+    ps = _params(CPU, rng, 2.0, np.float32)
     reference = [td.Parameter(td.zeros(*p.shape)) for p in ps]
     for p, q in zip(ps, reference):
         q.grad = None if p.grad is None else td.Tensor(p.grad.data.copy())
