@@ -21,19 +21,28 @@ from tinydl.layers import MLP
 
 pil = pytest.importorskip("PIL.Image", reason="reading images needs Pillow (the data extra)")
 
-from tinydl.data.folder import read_gray  # noqa: E402
+from tinydl.data.folder import load_image, read_gray  # noqa: E402
 
 CLASSES = ["bar", "blob", "ring"]
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
+def _run(folder, preprocess: str):
     model = MLP(hidden=(16,), num_classes=3)
     meta = {"model": "mlp", "model_kwargs": {"hidden": [16], "num_classes": 3}, "mean": 0.13,
-            "std": 0.31, "classes": CLASSES, "preprocess": "digit"}  # fmt: skip
-    save_checkpoint(out / "best.safetensors", model.state_dict(), meta=meta)
-    return out
+            "std": 0.31, "classes": CLASSES, "preprocess": preprocess}  # fmt: skip
+    save_checkpoint(folder / "best.safetensors", model.state_dict(), meta=meta)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return _run(tmp_path_factory.mktemp("run"), "digit")
+
+
+@pytest.fixture(scope="module")
+def resize_run(tmp_path_factory):
+    """A run of an image folder: new images are resized to 28x28, not fitted as digits."""
+    return _run(tmp_path_factory.mktemp("resize-run"), "resize")
 
 
 def _digit(cls: int, size: int = 60) -> np.ndarray:
@@ -88,6 +97,7 @@ def test_large_jpeg_is_decoded_reduced(tmp_path):
     pil.fromarray(np.kron(_digit(0), np.ones((50, 50), np.uint8))).save(path)  # 3000x3000
     assert max(read_gray(path).shape) <= 1024
     assert max(read_gray(path, max_side=100).shape) <= 100
+    assert load_image(path, "L", (28, 28)).shape == (28, 28)
 
 
 @pytest.mark.parametrize(
@@ -95,14 +105,15 @@ def test_large_jpeg_is_decoded_reduced(tmp_path):
     [((30000, 30000), 0, "900,000,000"), ((13000, 13000), 2, "169,000,000")],
     ids=["over-pillow-limit", "rgb-over-byte-limit"],
 )
-def test_bomb_is_refused_with_one_line(tmp_path, run_dir, size, mode, pixels):
+def test_bomb_is_refused_with_one_line(tmp_path, run_dir, resize_run, size, mode, pixels):
     path = _png_header_only(tmp_path / "bomb.png", *size, mode)
     with pytest.raises(ImageTooLargeError, match=f"bomb.png: .*{pixels} pixels"):
         read_gray(path)
-    r = tinydl("predict", run_dir, path)
-    assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert r.stderr.strip().splitlines() == [r.stderr.strip()]
-    assert str(path) in r.stderr and f"{pixels} pixels" in r.stderr
+    for run in (run_dir, resize_run):
+        r = tinydl("predict", run, path)
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert r.stderr.strip().splitlines() == [r.stderr.strip()]
+        assert str(path) in r.stderr and f"{pixels} pixels" in r.stderr
 
 
 MEASURE = """

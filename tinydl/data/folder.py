@@ -96,7 +96,9 @@ def load_image(path, mode: str | None = None, size=None, *, max_side=None, name=
     if isinstance(path, (bytes, bytearray, memoryview)):
         path = io.BytesIO(path)
     if size is not None and max_side is None:
-        max_side = 4 * max(int(n) for n in size)  # then bilinear does the rest, antialiased
+        # NOTE: images up to WORK_SIDE resize exactly as before; larger ones are first reduced
+        # to at least 4x the size, and bilinear (antialiased) does the rest
+        max_side = max(WORK_SIDE, 4 * max(int(n) for n in size))
     try:
         # NOTE: Pillow warns between 89 M and 179 M pixels; the byte limit above decides
         with warnings.catch_warnings():
