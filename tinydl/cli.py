@@ -59,8 +59,15 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("predict", help="classify new images of any size and format")
     r.add_argument("run", help="run folder or checkpoint file")
-    r.add_argument("images", nargs="+")
+    r.add_argument(
+        "images",
+        nargs="+",
+        help="image files, folders (walked recursively; a folder of class sub-folders named as "
+        "the run's classes is scored) or globs",
+    )
     r.add_argument("--json", action="store_true")
+    r.add_argument("--csv", default=None, help="also write path, class, probability, top-3 here")
+    r.add_argument("--batch-size", type=int, default=256)
 
     sub.add_parser("info", help="versions and what tinydl will use")
 
@@ -115,8 +122,16 @@ def _confusion_table(matrix, names) -> str:
     return "\n".join(lines)
 
 
-def _evaluate(args) -> int:
+def _print_scores(target, pred, classes, header: str) -> None:
     from . import metrics
+
+    print(f"{header}: {metrics.accuracy(pred, target):.4f}\n")
+    print(metrics.classification_report(target, pred, classes, num_classes=len(classes)))
+    print("confusion matrix (rows: true, columns: predicted)")
+    print(_confusion_table(metrics.confusion_matrix(target, pred, len(classes)), classes))
+
+
+def _evaluate(args) -> int:
     from .recipes.classifier import evaluate_run, report
 
     test, classes, source = evaluate_run(
@@ -126,17 +141,39 @@ def _evaluate(args) -> int:
     if args.json:
         print(json.dumps({"data": source, "images": len(target), **report(test, classes)}))
         return 0
-    print(f"test accuracy ({source}, {len(target)} images): {test['accuracy']:.4f}\n")
-    print(metrics.classification_report(target, pred, classes, num_classes=len(classes)))
-    print("confusion matrix (rows: true, columns: predicted)")
-    print(_confusion_table(metrics.confusion_matrix(target, pred, len(classes)), classes))
+    _print_scores(target, pred, classes, f"test accuracy ({source}, {len(target)} images)")
     return 0
 
 
-def _predict(args) -> int:
-    from .recipes.classifier import predict_files
+def _write_csv(path, images, results, labels, classes) -> None:
+    import csv
+    import io
 
-    results = predict_files(args.run, args.images, k=3)
+    from .io.atomic import atomic_write
+
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    scored = any(t is not None for t in labels)
+    writer.writerow(["path", "class", "probability", "top3"] + (["true"] if scored else []))
+    for image, top, t in zip(images, results, labels):
+        top3 = ";".join(f"{name}:{q:.6f}" for _, name, q in top)
+        true = [classes[t] if t is not None else ""] if scored else []
+        writer.writerow([image, top[0][1], f"{top[0][2]:.6f}", top3, *true])
+    atomic_write(path, text.getvalue(), fn="predict --csv")
+
+
+def _predict(args) -> int:
+    from .recipes.classifier import class_names, load_run, predict_files
+    from .recipes.inputs import find_images
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
+    model, meta = load_run(args.run)
+    classes = class_names(meta)
+    images, labels = find_images(args.images, classes)
+    results = predict_files((model, meta), images, k=3, batch_size=args.batch_size)
+    if args.csv:
+        _write_csv(args.csv, images, results, labels, classes)
     if args.json:
         print(
             json.dumps(
@@ -145,13 +182,20 @@ def _predict(args) -> int:
                         "image": p,
                         "top3": [{"class": c, "name": name, "probability": q} for c, name, q in r],
                     }
-                    for p, r in zip(args.images, results)
+                    for p, r in zip(images, results)
                 ]
             )
         )
         return 0
-    for path, top in zip(args.images, results):
+    for path, top in zip(images, results):
         print(f"{path}: " + ", ".join(f"{name} ({q:.1%})" for _, name, q in top))
+    scored = [(t, top[0][0]) for t, top in zip(labels, results) if t is not None]
+    if scored:
+        import numpy as np
+
+        target, pred = (np.array(v) for v in zip(*scored))
+        print()
+        _print_scores(target, pred, classes, f"accuracy (image folder, {len(scored)} images)")
     return 0
 
 

@@ -9,6 +9,7 @@ __all__ = [
     "BackwardError",
     "AnomalyError",
     "SerializationError",
+    "ImageTooLargeError",
 ]
 
 
@@ -42,3 +43,8 @@ class AnomalyError(TinydlError, RuntimeError):
 
 class SerializationError(TinydlError, ValueError):
     """A file that cannot be saved or loaded: unknown extension, truncated, corrupt, pickled."""
+
+
+class ImageTooLargeError(TinydlError, ValueError):
+    """An image whose decoded pixels would not fit in memory (a decompression bomb): refused
+    before decoding, with the file and its pixel count named."""

@@ -25,13 +25,14 @@ from .. import metrics
 from ..data import ArrayDataset, DataLoader
 from ..data import transforms as T
 from ..data.dataset import Subset
-from ..data.folder import load_image
-from ..digits import predict_digits, top_k
+from ..data.folder import load_image, read_gray
+from ..digits import prepare_digit, top_k
 from ..io import load_checkpoint
 from ..layers import MODELS
 from ..optim import SGD, Adam, AdamW
 from ..optim.lr_scheduler import OneCycleLR
 from ..plots import HAVE_MATPLOTLIB, plot_confusion
+from ..progress import progress_bar
 from ..tensor import manual_seed
 from ..training import Trainer, count_correct
 from ..training import evaluate as evaluate_loop
@@ -49,6 +50,7 @@ __all__ = [
     "load_run",
     "evaluate_run",
     "predict_files",
+    "class_names",
     "METRICS",
 ]
 
@@ -234,18 +236,32 @@ def evaluate_run(run, dataset: str | None = None, data: str | None = None, log=p
     return test, classes, found.source
 
 
-def predict_files(run, paths, k: int = 3) -> list[list[tuple]]:
+def predict_files(run, paths, k: int = 3, batch_size: int = 256, progress=None):
     """Top-``k`` ``(class index, class name, probability)`` for each image file, prepared as the
-    run's data were: fitted and centred as MNIST for digit runs, else grayscale and resized."""
-    model, meta = load_run(run)
+    run's data were: fitted and centred as MNIST for digit runs, else grayscale and resized.
+
+    ``run`` is a run folder, a checkpoint or the ``(model, meta)`` of ``load_run``. Images are
+    decoded (large ones reduced while decoding, bombs refused: ``read_gray``) and predicted
+    ``batch_size`` at a time, with a progress bar (``progress``: see ``progress_bar``)."""
+    model, meta = run if isinstance(run, tuple) else load_run(run)
     for path in paths:
         if not Path(path).is_file():
             raise FileNotFoundError(f"no image file at {path}")
-    if meta.get("preprocess", "digit") == "digit":
-        images = [load_image(p, mode="L") for p in paths]
-        results = predict_digits(model, images, meta["mean"], meta["std"], k)
-    else:
-        images = np.stack([load_image(p, "L", IMAGE_SIZE) for p in paths]) / 255.0
-        results = top_k(model, images, meta["mean"], meta["std"], k)
-    names = _classes(meta)
+    digit = meta.get("preprocess", "digit") == "digit"
+    names, results = _classes(meta), []
+    starts = range(0, len(paths), batch_size)
+    bar = progress_bar(starts, desc="predict", enabled=progress if len(starts) > 1 else False)
+    for start in bar:
+        chunk = paths[start : start + batch_size]
+        if digit:
+            images = np.stack([prepare_digit(read_gray(p)) for p in chunk])
+        else:
+            images = np.stack([load_image(p, "L", IMAGE_SIZE) for p in chunk]) / 255.0
+        results += top_k(model, images, meta["mean"], meta["std"], k)
+    bar.close()
     return [[(c, names[c], q) for c, q in top] for top in results]
+
+
+def class_names(meta: dict) -> list[str]:
+    """The class names of a run (``load_run``'s meta)."""
+    return _classes(meta)
