@@ -170,3 +170,18 @@ def test_cli_export_of_a_run(tmp_path):
         timeout=300,
     )
     assert r.returncode == 1 and "no checkpoint" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_missing_onnx_names_the_extra(tmp_path):
+    code = (
+        "import sys; sys.modules['onnx'] = None\n"
+        "import numpy as np, tinydl as td\n"
+        "try:\n"
+        "    td.onnx.export(td.layers.LeNet5(), np.zeros((1, 1, 28, 28), np.float32), 'm.onnx')\n"
+        "except ImportError as e:\n"
+        "    assert 'pip install \"tinydl[onnx]\"' in str(e), e\n"
+        "else:\n"
+        "    raise AssertionError('no ImportError')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
+    assert list(tmp_path.iterdir()) == []
