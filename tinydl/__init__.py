@@ -15,6 +15,7 @@ from . import (  # noqa: E402,F401  (they build on the above)
     io,
     layers,
     metrics,
+    onnx,  # NOTE: the onnx package itself is imported only on export
     optim,
     testing,
     viz,

@@ -1,4 +1,4 @@
-"""The command line: ``tinydl train | evaluate | predict | info | bench`` (``python -m tinydl``).
+"""The command line: ``tinydl train | evaluate | predict | export | info | bench`` (``python -m tinydl``).
 
 Bad arguments and missing files print one line and exit non-zero, without a traceback.
 """
@@ -68,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true")
     r.add_argument("--csv", default=None, help="also write path, class, probability, top-3 here")
     r.add_argument("--batch-size", type=int, default=256)
+
+    x = sub.add_parser("export", help="write a run's model for other runtimes (ONNX)")
+    x.add_argument("run", help="run folder or checkpoint file")
+    x.add_argument(
+        "--onnx", metavar="FILE", help="write an ONNX model (input 'input', output 'logits')"
+    )
 
     sub.add_parser("info", help="versions and what tinydl will use")
 
@@ -199,6 +205,21 @@ def _predict(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    if not args.onnx:
+        raise ValueError("name what to write, e.g. --onnx model.onnx")
+    import numpy as np
+
+    from . import onnx
+    from .recipes.classifier import load_run
+
+    model, _ = load_run(args.run)
+    # NOTE: every run's images are prepared to one 28x28 grayscale channel
+    onnx.export(model, np.zeros((1, 1, 28, 28), np.float32), args.onnx)
+    print(f"wrote {args.onnx}")
+    return 0
+
+
 def _info(args) -> int:
     from .sysinfo import format_info
 
@@ -223,6 +244,7 @@ def main(argv=None) -> int:
         "train": _train,
         "evaluate": _evaluate,
         "predict": _predict,
+        "export": _export,
         "info": _info,
         "bench": _bench,
     }
