@@ -1,4 +1,5 @@
-"""The command line: ``tinydl train | evaluate | predict | info | bench`` (``python -m tinydl``).
+"""The command line: ``tinydl train | evaluate | predict | export | info | bench``
+(``python -m tinydl``).
 
 Bad arguments and missing files print one line and exit non-zero, without a traceback.
 """
@@ -61,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("run", help="run folder or checkpoint file")
     r.add_argument("images", nargs="+")
     r.add_argument("--json", action="store_true")
+
+    x = sub.add_parser("export", help="the trained model for use without tinydl")
+    x.add_argument("run", help="run folder or checkpoint file")
+    x.add_argument(
+        "--numpy", metavar="DIR", help="write DIR/predict.py and DIR/weights.npz (NumPy + Pillow)"
+    )
 
     sub.add_parser("info", help="versions and what tinydl will use")
 
@@ -155,6 +162,16 @@ def _predict(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    if args.numpy is None:
+        raise ValueError("say what to export: --numpy DIR")
+    from .export_numpy import export_numpy
+
+    script = export_numpy(args.run, args.numpy)
+    print(f"wrote {script} and {script.with_name('weights.npz')}; run: python {script} IMAGE...")
+    return 0
+
+
 def _info(args) -> int:
     from .sysinfo import format_info
 
@@ -179,6 +196,7 @@ def main(argv=None) -> int:
         "train": _train,
         "evaluate": _evaluate,
         "predict": _predict,
+        "export": _export,
         "info": _info,
         "bench": _bench,
     }
