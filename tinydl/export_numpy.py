@@ -249,7 +249,7 @@ class _Forward:
             self.used.add("patches")
         elif isinstance(m, MaxPool2d) and type(m) is MaxPool2d:
             kernel, stride, padding = map(_pair, (m.kernel_size, m.stride, m.padding))
-            self.call(dst, "max_pool2d", f"{src}, {kernel}, {stride}, {padding}")
+            self.call(dst, "max_pool2d", f"{src}, {kernel}, stride={stride}, padding={padding}")
             self.used.add("patches")
         elif isinstance(m, AdaptiveAvgPool2d) and _pair(m.output_size) == (1, 1):
             self.call(dst, "global_avg_pool", src)
