@@ -21,7 +21,7 @@ LAYERS = [
     {"layers"},
     {"optim", "data", "metrics", "io", "gradcheck", "testing", "viz", "cuda", "sysinfo",
      "digits", "plots", "progress"},
-    {"training", "recipes", "distributed", "onnx", "serve"},
+    {"training", "recipes", "distributed", "onnx", "serve", "export_numpy"},
     {"cli", "__main__", ""},  # "" is the package's __init__: the public surface
 ]
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}

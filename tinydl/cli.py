@@ -1,4 +1,5 @@
-"""The command line: ``tinydl train | evaluate | predict | export | info | bench`` (``python -m tinydl``).
+"""The command line: ``tinydl train | evaluate | predict | export | info | bench``
+(``python -m tinydl``).
 
 Bad arguments and missing files print one line and exit non-zero, without a traceback.
 """
@@ -69,10 +70,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--csv", default=None, help="also write path, class, probability, top-3 here")
     r.add_argument("--batch-size", type=int, default=256)
 
-    x = sub.add_parser("export", help="write a run's model for other runtimes (ONNX)")
+    x = sub.add_parser("export", help="the trained model for use without tinydl (ONNX, NumPy)")
     x.add_argument("run", help="run folder or checkpoint file")
     x.add_argument(
         "--onnx", metavar="FILE", help="write an ONNX model (input 'input', output 'logits')"
+    )
+    x.add_argument(
+        "--numpy", metavar="DIR", help="write DIR/predict.py and DIR/weights.npz (NumPy + Pillow)"
     )
 
     sub.add_parser("info", help="versions and what tinydl will use")
@@ -206,17 +210,23 @@ def _predict(args) -> int:
 
 
 def _export(args) -> int:
-    if not args.onnx:
-        raise ValueError("name what to write, e.g. --onnx model.onnx")
-    import numpy as np
+    if not args.onnx and args.numpy is None:
+        raise ValueError("name what to write: --onnx model.onnx and/or --numpy DIR")
+    if args.onnx:
+        import numpy as np
 
-    from . import onnx
-    from .recipes.classifier import load_run
+        from . import onnx
+        from .recipes.classifier import load_run
 
-    model, _ = load_run(args.run)
-    # NOTE: every run's images are prepared to one 28x28 grayscale channel
-    onnx.export(model, np.zeros((1, 1, 28, 28), np.float32), args.onnx)
-    print(f"wrote {args.onnx}")
+        model, _ = load_run(args.run)
+        # NOTE: every run's images are prepared to one 28x28 grayscale channel
+        onnx.export(model, np.zeros((1, 1, 28, 28), np.float32), args.onnx)
+        print(f"wrote {args.onnx}")
+    if args.numpy is not None:
+        from .export_numpy import export_numpy
+
+        script = export_numpy(args.run, args.numpy)
+        print(f"wrote {script} and {script.with_name('weights.npz')}; run: python {script} IMAGE...")
     return 0
 
 
