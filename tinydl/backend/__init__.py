@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import cupy_backend, kernels
+from . import cupy_backend, kernels, memory
 from .device import (
     CPU,
     Device,
@@ -28,6 +28,7 @@ from .kernels import (
     set_im2col_budget,
     use_kernels,
 )
+from .memory import retain_freed_memory, retaining_freed_memory
 
 __all__ = [
     "CPU",
@@ -42,6 +43,9 @@ __all__ = [
     "im2col_budget",
     "is_device_array",
     "kernels",
+    "memory",
+    "retain_freed_memory",
+    "retaining_freed_memory",
     "set_im2col_budget",
     "to_numpy",
     "transfer",
