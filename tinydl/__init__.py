@@ -31,7 +31,7 @@ from .autograd import (  # noqa: F401
     no_grad,
     set_grad_enabled,
 )
-from .backend import Device  # noqa: F401
+from .backend import Device, get_num_threads, set_num_threads  # noqa: F401
 from .debug import NumericalStabilityWarning, RetainedGraphWarning  # noqa: F401
 from .dtypes import (  # noqa: F401
     bool_,

@@ -90,19 +90,28 @@ def _count_im2col(monkeypatch):
     return calls
 
 
-def test_conv2d_is_one_im2col_and_one_gemm_over_the_batch(monkeypatch):
+@pytest.fixture(params=[1, 2], ids=["1 thread", "2 threads"])
+def threads(request):
+    old = td.backend.threads.get_num_threads()
+    td.backend.threads.set_num_threads(request.param)
+    yield request.param
+    td.backend.threads.set_num_threads(old)
+
+
+def test_conv2d_is_one_im2col_and_one_gemm_per_thread(monkeypatch, threads):
     x = td.randn(8, 4, 6, 6, requires_grad=True)
     for groups, wshape in ((1, (6, 4, 3, 3)), (2, (6, 2, 3, 3))):
         calls = _count_im2col(monkeypatch)
         with record_ops() as ops:
             y = F.conv2d(x, td.randn(*wshape, requires_grad=True), groups=groups, padding=1)
-        assert [c[0].__name__ for c in ops] == ["Conv2d"] and calls == [8]
+        # the batch split into one share per thread
+        assert [c[0].__name__ for c in ops] == ["Conv2d"] and calls == [8 // threads] * threads
         y.sum().backward()  # reuses the columns: no second im2col
-        assert calls == [8]
+        assert len(calls) == threads
 
 
 @pytest.mark.parametrize("create_graph", [False, True])
-def test_conv2d_over_the_im2col_budget_runs_in_chunks(monkeypatch, create_graph):
+def test_conv2d_over_the_im2col_budget_runs_in_chunks(monkeypatch, create_graph, threads):
     x = td.randn(7, 3, 6, 5, dtype=td.float64, requires_grad=True)
     w = td.randn(4, 3, 3, 3, dtype=td.float64, requires_grad=True)
     b = td.randn(4, dtype=td.float64, requires_grad=True)
@@ -121,8 +130,10 @@ def test_conv2d_over_the_im2col_budget_runs_in_chunks(monkeypatch, create_graph)
         got = run()
     finally:
         kernels.set_im2col_budget(old)
-    # forward in chunks of 2, 2, 2, 1; backward recomputes them (or, building a graph, one piece)
-    assert calls == [2, 2, 2, 1] + ([7] if create_graph else [2, 2, 2, 1])
+    # one thread: chunks of 2, 2, 2, 1; two threads share the budget: chunks of one image.
+    # Backward recomputes them (or, building a graph, takes one piece)
+    forward = [2, 2, 2, 1] if threads == 1 else [1] * 7
+    assert sorted(calls) == sorted(forward + ([7] if create_graph else forward))
     for a, e in zip(got, expected):
         np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-12)
 

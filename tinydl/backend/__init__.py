@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import cupy_backend, kernels, memory
+from . import cupy_backend, kernels, memory, threads
 from .device import (
     CPU,
     Device,
@@ -29,6 +29,7 @@ from .kernels import (
     use_kernels,
 )
 from .memory import retain_freed_memory, retaining_freed_memory
+from .threads import get_num_threads, set_num_threads
 
 __all__ = [
     "CPU",
@@ -40,6 +41,7 @@ __all__ = [
     "get_array_module",
     "get_device",
     "get_im2col_budget",
+    "get_num_threads",
     "im2col_budget",
     "is_device_array",
     "kernels",
@@ -47,6 +49,8 @@ __all__ = [
     "retain_freed_memory",
     "retaining_freed_memory",
     "set_im2col_budget",
+    "set_num_threads",
+    "threads",
     "to_numpy",
     "transfer",
     "uniform",

@@ -12,14 +12,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Function, Tensor
-from ..backend import get_array_module
+from ..backend import get_array_module, is_device_array
 from ..backend.kernels import conv_output_size, get_kernel, im2col_chunk
 from ..backend.kernels.geometry import pair
+from ..backend.threads import get_num_threads, parallel, split
 from ..errors import DTypeError, ShapeError
 from ..grad_mode import is_grad_enabled
 from ._util import lift
 from .arithmetic import matmul
-from .shape import cat
 
 __all__ = ["conv2d", "im2col", "col2im"]
 
@@ -173,11 +173,23 @@ def _gemm(w2, cols, groups):
     return out.reshape(-1, cols.shape[1])
 
 
+def _shares(x, n: int) -> list[tuple[int, int]]:
+    """Image ranges, one per worker thread on the CPU (see ``tinydl.backend.threads``), or the
+    whole batch on a GPU (CuPy runs asynchronously: one stream of launches)."""
+    return [(0, n)] if is_device_array(x) else split(n, get_num_threads())
+
+
+def _chunks(share, chunk):
+    start, stop = share
+    return [(s, min(s + chunk, stop)) for s in range(start, stop, chunk)]
+
+
 class Conv2d(Function):
-    """im2col, one GEMM over the batch, and the result laid out as NCHW with the bias added in
-    the same pass. The columns are kept for the weight gradient when they fit the im2col budget
-    (``tinydl.backend.set_im2col_budget``); otherwise the batch runs in chunks that do, and
-    backward recomputes them chunk by chunk."""
+    """im2col, one GEMM per share of the batch, and the result laid out as NCHW with the bias
+    added in the same pass. On the CPU the batch is split across the worker threads, each
+    running single-threaded BLAS on its share. The columns are kept for the weight gradient
+    when each share's fit the im2col budget (``tinydl.backend.set_im2col_budget``); otherwise a
+    share runs in chunks that do, and backward recomputes them chunk by chunk."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding, dilation, groups):
@@ -185,68 +197,105 @@ class Conv2d(Function):
         n = x.shape[0]
         cout, _, kh, kw = weight.shape
         args = ((kh, kw), stride, padding, dilation)
-        ctx.args, ctx.groups, ctx.x_shape = args, groups, x.shape
+        ctx.args, ctx.groups = args, groups
         w2 = weight.reshape(cout, -1)
         oh, ow = _output_hw("conv2d", x.shape, (kh, kw), stride, padding, dilation)
         out = xp.empty((n, cout, oh * ow), dtype=x.dtype)
         im2col_ = get_kernel("im2col", like=x)
+        shares = _shares(x, n)
         chunk = im2col_chunk(x.shape, kh, kw, x.dtype.itemsize, *args[1:])
-        for s in range(0, n, chunk):
-            cols = im2col_(x[s : s + chunk], kh, kw, stride, padding, dilation)
-            # (C_out, n_chunk*OH*OW) -> (n_chunk, C_out, OH*OW) in the pass that adds the bias
-            y = _gemm(w2, cols, groups).reshape(cout, -1, oh * ow).transpose(1, 0, 2)
-            if bias is None:
-                out[s : s + chunk] = y
-            else:
-                xp.add(y, bias.reshape(cout, 1), out=out[s : s + chunk])
-        ctx.chunk = chunk
-        ctx.save_for_backward(x, weight, cols if chunk >= n else None)
+        if chunk < n:  # the shares' chunks are in flight together: they share the budget
+            chunk = max(1, chunk // len(shares))
+
+        def share(rows):
+            cols = None
+            for s, e in _chunks(rows, chunk):
+                cols = im2col_(x[s:e], kh, kw, stride, padding, dilation)
+                # (C_out, n_chunk*OH*OW) -> (n_chunk, C_out, OH*OW) in the pass adding the bias
+                y = _gemm(w2, cols, groups).reshape(cout, -1, oh * ow).transpose(1, 0, 2)
+                if bias is None:
+                    out[s:e] = y
+                else:
+                    xp.add(y, bias.reshape(cout, 1), out=out[s:e])
+            return cols if rows[1] - rows[0] <= chunk else None
+
+        ctx.shares, ctx.chunk = shares, chunk
+        cols = parallel(share, ctx.shares)
+        kept = all(c is not None for c in cols)
+        ctx.save_for_backward(x, weight, *(cols if kept else ()))
         return out.reshape(n, cout, oh, ow)
 
     @staticmethod
     def backward(ctx, grad):
-        x, weight, cols = ctx.saved_tensors
+        x, weight, *cols = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        n, cout = x.shape[0], weight.shape[0]
-        w2 = weight.reshape(cout, -1)
         gx = gw = None
         if need_w or need_x:
-            create_graph = is_grad_enabled()
-            chunk = n if create_graph else ctx.chunk  # create_graph: one differentiable piece
-            if create_graph:
-                cols = None  # the saved columns are constants: rebuild them from x
-            gx_parts = []
-            for s in range(0, n, chunk):
-                xs, gs = (x, grad) if chunk >= n else (x[s : s + chunk], grad[s : s + chunk])
-                g2 = gs.permute(1, 0, 2, 3).reshape(cout, -1)  # (C_out, n*OH*OW)
-                if need_w:
-                    c = Im2col.apply(xs, *ctx.args) if cols is None else cols
-                    part = _grad_weight(g2, c, ctx.groups)
-                    gw = part if gw is None else gw + part
-                if need_x:
-                    dcols = _grad_cols(w2, g2, ctx.groups)
-                    gx_parts.append(Col2im.apply(dcols, xs.shape, *ctx.args))
-            gx = (gx_parts[0] if len(gx_parts) == 1 else _cat0(gx_parts)) if need_x else None
-            gw = gw.reshape(weight.shape) if need_w else None
+            if is_grad_enabled():  # create_graph: differentiable ops, the columns rebuilt
+                gx, gw = _conv_grads_graph(ctx, x, weight, grad, need_x, need_w)
+            else:
+                gx, gw = _conv_grads(ctx, x.data, weight.data, grad.data, cols, need_x, need_w)
         gb = grad.sum((0, 2, 3)) if need_b else None
         return gx, gw, gb, None, None, None, None
 
 
-def _grad_weight(g2, cols, groups):
-    """``dW = g2 @ cols^T``, per group."""
+def _conv_grads(ctx, x, weight, grad, cols, need_x, need_w):
+    """``(dx, dW)`` on arrays, each share of the batch on its worker thread."""
+    xp = get_array_module(x)
+    cout = weight.shape[0]
+    w2 = weight.reshape(cout, -1)
+    (kh, kw), stride, padding, dilation = ctx.args
+    im2col_, col2im_ = get_kernel("im2col", like=x), get_kernel("col2im", like=x)
+    gx = xp.empty(x.shape, dtype=x.dtype) if need_x else None
+
+    def share(i):
+        gw = None
+        for s, e in _chunks(ctx.shares[i], ctx.chunk):
+            g2 = xp.ascontiguousarray(grad[s:e].transpose(1, 0, 2, 3)).reshape(cout, -1)
+            if need_w:
+                c = cols[i].data if cols else im2col_(x[s:e], kh, kw, stride, padding, dilation)
+                part = _grad_weight(g2, c, ctx.groups, xp.matmul)
+                gw = part if gw is None else gw + part
+            if need_x:
+                dcols = _grad_cols(w2, g2, ctx.groups, xp.matmul)
+                gx[s:e] = col2im_(dcols, (e - s, *x.shape[1:]), kh, kw, stride, padding, dilation)
+        return gw
+
+    parts = parallel(share, range(len(ctx.shares)))
+    gw = sum(parts[1:], parts[0]).reshape(weight.shape) if need_w else None
+    return gx, gw
+
+
+def _conv_grads_graph(ctx, x, weight, grad, need_x, need_w):
+    """``(dx, dW)`` with differentiable ops (double backward): one piece, columns rebuilt."""
+    cout = weight.shape[0]
+    w2 = weight.reshape(cout, -1)
+    g2 = grad.permute(1, 0, 2, 3).reshape(cout, -1)  # (C_out, N*OH*OW)
+    gw = gx = None
+    if need_w:
+        cols = Im2col.apply(x, *ctx.args)
+        gw = _grad_weight(g2, cols, ctx.groups, matmul).reshape(weight.shape)
+    if need_x:
+        gx = Col2im.apply(_grad_cols(w2, g2, ctx.groups, matmul), x.shape, *ctx.args)
+    return gx, gw
+
+
+def _t(a):
+    """The last two axes swapped, for Tensors and arrays alike."""
+    return a.mT if isinstance(a, Tensor) else a.swapaxes(-1, -2)
+
+
+def _grad_weight(g2, cols, groups, mm):
+    """``dW = g2 @ cols^T``, per group (``mm``: ``matmul`` on Tensors or the array module's)."""
     if groups == 1:
-        return matmul(g2, cols.mT)
+        return mm(g2, _t(cols))
     gg = g2.reshape(groups, -1, g2.shape[1])
-    return matmul(gg, cols.reshape(groups, -1, cols.shape[1]).mT).reshape(g2.shape[0], -1)
+    return mm(gg, _t(cols.reshape(groups, -1, cols.shape[1]))).reshape(g2.shape[0], -1)
 
 
-def _grad_cols(w2, g2, groups):
+def _grad_cols(w2, g2, groups, mm):
     """``dcols = W^T @ g2``, per group."""
     if groups == 1:
-        return matmul(w2.mT, g2)
+        return mm(_t(w2), g2)
     wg = w2.reshape(groups, -1, w2.shape[1])
-    return matmul(wg.mT, g2.reshape(groups, -1, g2.shape[1])).reshape(-1, g2.shape[1])
-
-
-def _cat0(parts):
-    return cat(parts, 0)
+    return mm(_t(wg), g2.reshape(groups, -1, g2.shape[1])).reshape(-1, g2.shape[1])

@@ -21,10 +21,20 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, uint64
 
+from ..threads import get_num_threads, parallel, split
 from .geometry import pair
 from .numpy_ref import OPS, _geometry
 
 __all__ = list(OPS)
+
+# below this many elements a kernel stays on the calling thread: a share's hand-off costs more
+_PARALLEL_MIN = 1 << 16
+
+
+def _ranges(count: int, size: int):
+    """``(start, stop)`` ranges of ``count`` planes or channels, one per worker thread (see
+    ``tinydl.backend.threads``); one range for arrays of fewer than ``_PARALLEL_MIN``."""
+    return split(count, get_num_threads() if size >= _PARALLEL_MIN else 1)
 
 
 @njit(cache=True, nogil=True)
@@ -102,8 +112,8 @@ def _first_nan(xf, p, h, w, kw, h0, w0, i_lo, i_hi, j_lo, j_hi):
 
 
 @njit(cache=True, nogil=True)
-def _maxpool_fwd(xf, planes, h, w, kh, kw, sh, sw, ph, pw, oh, ow, out, argmax):
-    for p in range(planes):
+def _maxpool_fwd(xf, p0, p1, h, w, kh, kw, sh, sw, ph, pw, oh, ow, out, argmax):
+    for p in range(p0, p1):
         for y in range(oh):
             h0 = y * sh - ph
             i_lo, i_hi = max(0, -h0), min(kh, h - h0)  # window rows inside the input
@@ -131,10 +141,10 @@ def _maxpool_fwd(xf, planes, h, w, kh, kw, sh, sw, ph, pw, oh, ow, out, argmax):
 
 
 @njit(cache=True, nogil=True)
-def _maxpool_fwd_2x2(xf, planes, h, w, oh, ow, out, argmax):
+def _maxpool_fwd_2x2(xf, p0, p1, h, w, oh, ow, out, argmax):
     """The common case (2x2 windows, stride 2, no padding), unrolled: measured 5-10x faster than
     the general loop. Same rule: the first maximum, and the first NaN wins."""
-    for p in range(planes):
+    for p in range(p0, p1):
         for y in range(oh):
             r0 = uint64((p * h + 2 * y) * w)
             r1 = r0 + uint64(w)
@@ -168,18 +178,18 @@ def maxpool2d_forward(x, kernel, stride, padding=0):
     out = np.empty((n, c, oh, ow), dtype=x.dtype)
     argmax = np.empty((n, c, oh, ow), dtype=np.int64)
     xf = np.ascontiguousarray(x).reshape(-1)
+    of, af = out.reshape(-1), argmax.reshape(-1)
     if (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0):
-        _maxpool_fwd_2x2(xf, n * c, h, w, oh, ow, out.reshape(-1), argmax.reshape(-1))
-        return out, argmax
-    _maxpool_fwd(
-        xf, n * c, h, w, kh, kw, sh, sw, ph, pw, oh, ow, out.reshape(-1), argmax.reshape(-1)
-    )
+        parallel(lambda r: _maxpool_fwd_2x2(xf, *r, h, w, oh, ow, of, af), _ranges(n * c, x.size))
+    else:
+        geometry = (h, w, kh, kw, sh, sw, ph, pw, oh, ow, of, af)
+        parallel(lambda r: _maxpool_fwd(xf, *r, *geometry), _ranges(n * c, x.size))
     return out, argmax
 
 
 @njit(cache=True, nogil=True)
-def _maxpool_bwd(gf, af, planes, h, w, kw, sh, sw, ph, pw, oh, ow, dxf):
-    for p in range(planes):
+def _maxpool_bwd(gf, af, p0, p1, h, w, kw, sh, sw, ph, pw, oh, ow, dxf):
+    for p in range(p0, p1):
         for y in range(oh):
             for xo in range(ow):
                 o = uint64((p * oh + y) * ow + xo)
@@ -197,15 +207,16 @@ def maxpool2d_backward(grad, argmax, x_shape, kernel, stride, padding=0):
     dx = np.zeros((n, c, h, w), dtype=grad.dtype)
     gf = np.ascontiguousarray(grad).reshape(-1)
     af = np.ascontiguousarray(argmax, dtype=np.int64).reshape(-1)
-    _maxpool_bwd(gf, af, n * c, h, w, kw, sh, sw, ph, pw, oh, ow, dx.reshape(-1))
+    geometry = (h, w, kw, sh, sw, ph, pw, oh, ow, dx.reshape(-1))
+    parallel(lambda r: _maxpool_bwd(gf, af, *r, *geometry), _ranges(n * c, dx.size))
     return dx
 
 
 @njit(cache=True, nogil=True)
-def _bn_forward(x3, weight, bias, eps, y3, h3, mean, var):
+def _bn_forward(x3, weight, bias, eps, y3, h3, mean, var, c0, c1):
     n, c, s = x3.shape
     m = n * s
-    for ci in range(c):
+    for ci in range(c0, c1):
         acc = 0.0  # float64 accumulators: a float32 batch sums without drift
         for b in range(n):
             for k in range(s):
@@ -235,15 +246,16 @@ def batchnorm_forward(x, weight, bias, eps):
     b = np.zeros(c, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     y, xhat = np.empty_like(x3), np.empty_like(x3)
     mean, var = np.empty(c, x.dtype), np.empty(c, x.dtype)
-    _bn_forward(x3, w, b, float(eps), y, xhat, mean, var)
+    eps = float(eps)
+    parallel(lambda r: _bn_forward(x3, w, b, eps, y, xhat, mean, var, *r), _ranges(c, x3.size))
     return y.reshape(x.shape), xhat.reshape(x.shape), mean, var
 
 
 @njit(cache=True, nogil=True)
-def _bn_backward(g3, h3, scale, dx3, dweight, dbias):
+def _bn_backward(g3, h3, scale, dx3, dweight, dbias, c0, c1):
     n, c, s = g3.shape
     m = n * s
-    for ci in range(c):
+    for ci in range(c0, c1):
         sg = 0.0
         sgh = 0.0
         for b in range(n):
@@ -266,5 +278,6 @@ def batchnorm_backward(grad, xhat, weight, inv_std):
     scale = inv_std if weight is None else weight * inv_std
     dx = np.empty_like(g3)
     dweight, dbias = np.empty(c, grad.dtype), np.empty(c, grad.dtype)
-    _bn_backward(g3, h3, np.ascontiguousarray(scale, dtype=grad.dtype), dx, dweight, dbias)
+    scale = np.ascontiguousarray(scale, dtype=grad.dtype)
+    parallel(lambda r: _bn_backward(g3, h3, scale, dx, dweight, dbias, *r), _ranges(c, g3.size))
     return dx.reshape(grad.shape), dweight, dbias

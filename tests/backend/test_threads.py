@@ -1,0 +1,135 @@
+"""tinydl.backend.threads: shares of work on the worker threads, BLAS single-threaded meanwhile."""
+
+import threading
+
+import numpy as np
+import pytest
+import threadpoolctl
+
+import tinydl as td
+import tinydl.functional as F
+from tinydl.backend import threads
+
+
+@pytest.fixture
+def two_threads():
+    old = threads.get_num_threads()
+    threads.set_num_threads(2)
+    yield
+    threads.set_num_threads(old)
+
+
+def _blas_threads():
+    return [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+
+
+@pytest.mark.parametrize("n, parts", [(7, 2), (8, 2), (1, 2), (3, 5), (10, 3), (0, 2)])
+def test_split_covers_the_range_in_near_equal_pieces(n, parts):
+    pieces = threads.split(n, parts)
+    assert [i for a, b in pieces for i in range(a, b)] == list(range(n))
+    sizes = [b - a for a, b in pieces]
+    assert len(pieces) <= parts and (not sizes or max(sizes) - min(sizes) <= 1)
+
+
+def test_parallel_keeps_order_uses_two_threads_and_single_threaded_blas(two_threads):
+    seen, barrier = [], threading.Barrier(2, timeout=10)
+
+    def share(i):
+        seen.append((threading.get_ident(), _blas_threads()))
+        barrier.wait()  # both shares run at once, or this times out
+        return i * i
+
+    before = _blas_threads()
+    assert threads.parallel(share, range(2)) == [0, 1]
+    assert len({ident for ident, _ in seen}) == 2
+    assert all(all(n == 1 for n in blas) for _, blas in seen)
+    assert _blas_threads() == before  # restored after the region
+
+
+def test_an_error_in_a_share_propagates_and_blas_is_restored(two_threads):
+    before = _blas_threads()
+
+    def share(i):
+        if i == 1:
+            raise ValueError("share 1 failed")
+        return i
+
+    with pytest.raises(ValueError, match="share 1 failed"):
+        threads.parallel(share, range(2))
+    assert _blas_threads() == before
+
+
+def test_nested_regions_run_serially(two_threads):
+    def inner(i):
+        return threading.get_ident()
+
+    def outer(i):
+        return set(threads.parallel(inner, range(3)))
+
+    for idents in threads.parallel(outer, range(2)):
+        assert len(idents) == 1  # the inner shares stayed on the outer share's thread
+
+
+def test_set_num_threads_is_validated():
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="set_num_threads"):
+            td.set_num_threads(bad)
+
+
+def test_conv2d_gives_the_same_result_on_one_and_two_threads():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 3, 9, 8))
+    w, b = rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    g = rng.standard_normal((5, 4, 5, 4))
+    old = td.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            td.set_num_threads(n)
+            xt, wt, bt = (td.tensor(a, requires_grad=True) for a in (x, w, b))
+            y = F.conv2d(xt, wt, bt, stride=2, padding=1)
+            y.backward(td.tensor(g))
+            results.append([y.detach().numpy(), xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy()])
+    finally:
+        td.set_num_threads(old)
+    for one, two in zip(*results):
+        np.testing.assert_allclose(two, one, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("window", [(2, 2, 0), (3, 2, 1)], ids=["2x2", "3x3 stride 2 pad 1"])
+def test_numba_pooling_over_two_threads_matches_the_reference(two_threads, window):
+    from tinydl.backend.kernels import numba_cpu, numpy_ref
+
+    kernel, stride, padding = window
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4, 8, 48, 48)).astype(np.float32)  # above the parallel threshold
+    x[0, 0, 0, 0] = np.nan
+    out, arg = numba_cpu.maxpool2d_forward(x, kernel, stride, padding)
+    ref_out, ref_arg = numpy_ref.maxpool2d_forward(x, kernel, stride, padding)
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(arg, ref_arg)
+    g = rng.standard_normal(out.shape).astype(np.float32)
+    np.testing.assert_allclose(
+        numba_cpu.maxpool2d_backward(g, arg, x.shape, kernel, stride, padding),
+        numpy_ref.maxpool2d_backward(g, ref_arg, x.shape, kernel, stride, padding),
+        rtol=1e-6, atol=1e-6,
+    )
+
+
+def test_numba_batchnorm_over_two_threads_matches_one_thread(two_threads):
+    from tinydl.backend.kernels import numba_cpu, numpy_ref
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((16, 6, 32, 32))  # float64, above the parallel threshold
+    w, b = rng.standard_normal(6), rng.standard_normal(6)
+    two = numba_cpu.batchnorm_forward(x, w, b, 1e-5)
+    g = rng.standard_normal(x.shape)
+    inv_std = 1 / np.sqrt(two[3] + 1e-5)
+    two_bwd = numba_cpu.batchnorm_backward(g, two[1], w, inv_std)
+    td.set_num_threads(1)
+    one = numba_cpu.batchnorm_forward(x, w, b, 1e-5)
+    one_bwd = numba_cpu.batchnorm_backward(g, one[1], w, inv_std)
+    for a, e in zip([*two, *two_bwd], [*one, *one_bwd]):  # the same loops per channel: equal
+        np.testing.assert_array_equal(a, e)
+    for a, e in zip(two, numpy_ref.batchnorm_forward(x, w, b, 1e-5)):
+        np.testing.assert_allclose(a, e, rtol=1e-10, atol=1e-10)

@@ -1,0 +1,119 @@
+"""Worker threads for the CPU kernels: every phase of a step on every core.
+
+Why our own threads rather than BLAS's: on a 2-core machine OpenBLAS's pool (whose threads
+spin for a while after each product) and a second pool for the memory-bound kernels fought
+for the cores, so im2col, col2im, batch norm and pooling ran on one core while BLAS used two
+for the GEMMs only. Here a convolution splits its batch into one share per thread; each thread
+runs the whole chain for its share (im2col, a single-threaded GEMM, the layout pass, col2im),
+and the BLAS pool is set to one thread for the time of the parallel region (threadpoolctl), so
+no two pools spin against each other. Numba kernels and large NumPy ufunc loops release the
+GIL, so the shares run in parallel.
+
+``get_num_threads()`` defaults to the CPUs this process may use; ``TINYDL_NUM_THREADS`` or
+``set_num_threads(n)`` change it (1: everything on the calling thread, BLAS left alone).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+__all__ = ["get_num_threads", "set_num_threads", "parallel", "split"]
+
+_lock = threading.Lock()
+_state = {"n": None, "pool": None, "blas": None, "depth": 0, "saved": []}
+_local = threading.local()  # .inside: this thread is running a share (no nested regions)
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def get_num_threads() -> int:
+    """Threads the CPU kernels use (PyTorch's ``torch.get_num_threads``)."""
+    if _state["n"] is None:
+        env = os.environ.get("TINYDL_NUM_THREADS", "")
+        _state["n"] = int(env) if env.isdigit() and int(env) > 0 else _cpus()
+    return _state["n"]
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads (>= 1) for the CPU kernels from now on."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
+    with _lock:
+        if _state["pool"] is not None:
+            _state["pool"].shutdown(wait=True)
+        _state["n"], _state["pool"] = n, None
+
+
+def split(n: int, parts: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` ranges cutting ``range(n)`` into at most ``parts`` near-equal pieces."""
+    parts = max(1, min(parts, n))
+    edges = [n * i // parts for i in range(parts + 1)]
+    return [(a, b) for a, b in zip(edges, edges[1:]) if b > a]
+
+
+def _blas():
+    """threadpoolctl's controllers of the BLAS libraries loaded (found once, after NumPy)."""
+    if _state["blas"] is None:
+        import threadpoolctl
+
+        found = threadpoolctl.ThreadpoolController().select(user_api="blas")
+        _state["blas"] = list(found.lib_controllers)
+    return _state["blas"]
+
+
+def _enter_blas_single():
+    with _lock:
+        if _state["depth"] == 0:
+            libs = _blas()
+            _state["saved"] = [lib.get_num_threads() for lib in libs]
+            for lib in libs:
+                lib.set_num_threads(1)
+        _state["depth"] += 1
+
+
+def _exit_blas_single():
+    with _lock:
+        _state["depth"] -= 1
+        if _state["depth"] == 0:
+            for lib, n in zip(_blas(), _state["saved"]):
+                lib.set_num_threads(n)
+
+
+def _pool(n: int) -> ThreadPoolExecutor:
+    with _lock:
+        if _state["pool"] is None:
+            _state["pool"] = ThreadPoolExecutor(n - 1, thread_name_prefix="tinydl")
+        return _state["pool"]
+
+
+def _run_share(fn, item):
+    _local.inside = True
+    try:
+        return fn(item)
+    finally:
+        _local.inside = False
+
+
+def parallel(fn, items) -> list:
+    """``[fn(item) for item in items]``, the items spread over the worker threads (the first on
+    the calling thread) with BLAS single-threaded meanwhile; in order. Serial when there is one
+    item or one thread, and inside a share (no nested regions)."""
+    items = list(items)
+    n = get_num_threads()
+    if len(items) < 2 or n < 2 or getattr(_local, "inside", False):
+        return [fn(item) for item in items]
+    pool = _pool(n)
+    _enter_blas_single()
+    try:
+        futures = [pool.submit(_run_share, fn, item) for item in items[1:]]
+        first = _run_share(fn, items[0])
+        return [first] + [f.result() for f in futures]
+    finally:
+        _exit_blas_single()
