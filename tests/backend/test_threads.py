@@ -133,3 +133,15 @@ def test_numba_batchnorm_over_two_threads_matches_one_thread(two_threads):
         np.testing.assert_array_equal(a, e)
     for a, e in zip(two, numpy_ref.batchnorm_forward(x, w, b, 1e-5)):
         np.testing.assert_allclose(a, e, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("shape", [(256, 300, 200), (5, 3, 4), (64, 2000, 64)])
+def test_matmul_split_by_rows_matches_numpy(two_threads, shape):
+    m, k, n = shape
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+    np.testing.assert_allclose(threads.matmul(a, b), a @ b, rtol=1e-12, atol=1e-12)
+    a32, bt = a.astype(np.float32), rng.standard_normal((n, k)).astype(np.float32).T  # a view
+    got = threads.matmul(a32, bt)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, a32 @ bt, rtol=1e-5, atol=1e-4)

@@ -19,7 +19,9 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["get_num_threads", "set_num_threads", "parallel", "split"]
+import numpy as np
+
+__all__ = ["get_num_threads", "set_num_threads", "parallel", "split", "matmul"]
 
 _lock = threading.Lock()
 _state = {"n": None, "pool": None, "blas": None, "depth": 0, "saved": []}
@@ -117,3 +119,27 @@ def parallel(fn, items) -> list:
         return [first] + [f.result() for f in futures]
     finally:
         _exit_blas_single()
+
+
+# below this many multiply-adds a product stays one BLAS call: a share's hand-off costs more
+_MATMUL_MIN = 1 << 22
+
+
+def matmul(a, b):
+    """``a @ b``; for 2-D NumPy products of at least ``_MATMUL_MIN`` multiply-adds, the rows of
+    ``a`` are split across the worker threads, each writing its rows of the result with a
+    single-threaded BLAS call (no BLAS pool to wake and synchronise; see the module docstring)."""
+    m = a.shape[0] if a.ndim == 2 else 0
+    n = get_num_threads()
+    if (
+        b.ndim != 2
+        or m < 2 * n
+        or m * a.shape[1] * b.shape[1] < _MATMUL_MIN
+        or n < 2
+        or type(a) is not np.ndarray
+        or type(b) is not np.ndarray
+    ):
+        return a @ b
+    out = np.empty((m, b.shape[1]), dtype=np.result_type(a, b))
+    parallel(lambda r: np.matmul(a[r[0] : r[1]], b, out=out[r[0] : r[1]]), split(m, n))
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..autograd import Function, Tensor
+from ..backend import threads
 from ..errors import ShapeError
 
 __all__ = ["linear"]
@@ -13,7 +14,8 @@ class Linear(Function):
     def forward(ctx, x, weight, bias):
         ctx.save_for_backward(x, weight)
         # NOTE: one 2-D matmul over the flattened leading dims is faster than a batched one.
-        y = (x.reshape(-1, x.shape[-1]) @ weight.T).reshape(x.shape[:-1] + (weight.shape[0],))
+        y = threads.matmul(x.reshape(-1, x.shape[-1]), weight.T)
+        y = y.reshape(x.shape[:-1] + (weight.shape[0],))
         return y if bias is None else y + bias
 
     @staticmethod
