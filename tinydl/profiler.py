@@ -24,11 +24,12 @@ What is recorded, per ``(name, pass)`` row: calls, total time and bytes.
 
 Times are **exclusive**: a row's time excludes the rows nested inside it (``Conv2dBackward``
 excludes the ``Matmul`` it calls), so the rows, ``(other)`` included, add up to the wall time of
-the block. **Bytes** are the ``nbytes`` of the distinct arrays a row's calls return that they did
-not receive and that no nested op already counted: the outputs in forward, the input-gradients
-in backward (an ``AddBackward`` that hands its gradient on unchanged counts 0). Views count at
-full size, so bytes are an upper bound on what was allocated; the optimizer's in-place updates
-count 0.
+the block. **Bytes** are the ``nbytes`` of the arrays a row's calls return (the outputs in
+forward, the input-gradients in backward), each counted once, less those that share memory with
+what the call received or with what a nested op returned (counted in that op's row): a view of
+an input (``Permute``, ``Reshape``) or a gradient handed on unchanged (``AddBackward``) counts 0.
+Memory that an op allocates and frees inside (workspaces, im2col columns) and the optimizer's
+in-place updates are not counted.
 
 On a GPU (CuPy) work is asynchronous; while a profile is open and CuPy arrays are involved, the
 device is synchronised at the start and end of every timed call, so each row holds its own
@@ -121,7 +122,7 @@ class Profile:
         stack = self._stack
         if pass_ is None:
             pass_ = stack[-1].pass_ if stack else self._pass
-        frame = _Frame(self, len(stack), name, pass_, {id(a) for a in received})
+        frame = _Frame(self, len(stack), name, pass_, {id(_root(a)) for a in received})
         stack.append(frame)
         return frame
 
@@ -132,14 +133,15 @@ class Profile:
         elapsed = self._clock() - frame.start
         del self._stack[frame.depth :]  # also frames an exception left open
         nbytes, skip = 0, frame.skip
-        for a in arrays:
-            if id(a) not in skip:
-                skip.add(id(a))
+        roots = [id(_root(a)) for a in arrays]
+        for a, root in zip(arrays, roots):
+            if root not in skip:
+                skip.add(root)
                 nbytes += a.nbytes
         if self._stack:
             parent = self._stack[-1]
             parent.child += elapsed
-            parent.skip.update(id(a) for a in arrays)
+            parent.skip.update(roots)
         row = self._stats.get((frame.name, frame.pass_))
         if row is None:
             row = self._stats[(frame.name, frame.pass_)] = [0, 0.0, 0]
@@ -214,6 +216,13 @@ class Profile:
 
     def __repr__(self) -> str:
         return f"<Profile {self._state}: {len(self._stats)} rows, {self.wall_s * 1e3:.1f} ms>"
+
+
+def _root(array):
+    """The array that owns the memory ``array`` views (``array`` itself when it owns it)."""
+    while getattr(array, "base", None) is not None:
+        array = array.base
+    return array
 
 
 def _line(name, pass_, calls, total, nbytes, wall) -> tuple:
