@@ -251,20 +251,22 @@ class _Observer:
     def run(self, node, grads, call_backward, fit_grad) -> list:
         """``call_backward(node, grads)`` timed, with each gradient fitted to its input's shape
         (``fit_grad``, as the engine does), recorded and checked."""
-        frame = profiler.node_begin(node, grads)
-        t0 = time.perf_counter()
-        token = _in_backward.set(node)  # forward checks of the ops that backward runs name it
-        try:
-            out = call_backward(node, grads)
+        frame, fitted = profiler.node_begin(node, grads), ()
+        try:  # NOTE: the profile's frame ends also when the backward raises
+            t0 = time.perf_counter()
+            token = _in_backward.set(node)  # forward checks of the ops that backward runs name it
+            try:
+                out = call_backward(node, grads)
+            finally:
+                _in_backward.reset(token)
+            fitted = [
+                fit_grad(node, g, meta) if edge is not None and g is not None else None
+                for edge, meta, g in zip(node.edges, node.input_meta, out)
+            ]
+            elapsed = time.perf_counter() - t0
         finally:
-            _in_backward.reset(token)
-        fitted = [
-            fit_grad(node, g, meta) if edge is not None and g is not None else None
-            for edge, meta, g in zip(node.edges, node.input_meta, out)
-        ]
-        elapsed = time.perf_counter() - t0
-        if frame is not None:
-            profiler.op_end(frame, [g.data for g in fitted if g is not None])
+            if frame is not None:
+                profiler.op_end(frame, [g.data for g in fitted if g is not None])
         if self.trace is not None:  # recorded first, so the trace shows the op that raises
             self.trace._add(node, fitted, elapsed)
         if self.anomaly:

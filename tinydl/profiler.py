@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import sys
 import threading
 import time
 
@@ -65,11 +66,11 @@ PASSES = ("forward", "backward", "optimizer", "data")
 class _Frame:
     """One timed call in progress."""
 
-    __slots__ = ("prof", "depth", "name", "pass_", "start", "child", "skip")
+    __slots__ = ("prof", "depth", "name", "pass_", "start", "child", "skip", "caller")
 
-    def __init__(self, prof, depth, name, pass_, skip):
+    def __init__(self, prof, depth, name, pass_, skip, caller):
         self.prof, self.depth, self.name, self.pass_ = prof, depth, name, pass_
-        self.child, self.skip = 0.0, skip
+        self.child, self.skip, self.caller = 0.0, skip, caller
         self.start = prof._clock()
 
 
@@ -118,11 +119,16 @@ class Profile:
         return time.perf_counter()
 
     # -- timed calls (the engine's hooks) ------------------------------------------------------
-    def _begin(self, name, pass_, received=()) -> _Frame:
+    def _begin(self, name, pass_, received=(), caller=None) -> _Frame:
         stack = self._stack
+        # NOTE: an op that raised never reached its _end (Function.apply has no try/finally, to
+        # stay lean); drop such frames before they adopt this call. Only op frames can be left
+        # over (nodes and regions end in a finally), so only they are looked up the Python stack.
+        while stack and stack[-1].caller is not None and not _running(stack[-1].caller):
+            stack.pop()
         if pass_ is None:
             pass_ = stack[-1].pass_ if stack else self._pass
-        frame = _Frame(self, len(stack), name, pass_, {id(_root(a)) for a in received})
+        frame = _Frame(self, len(stack), name, pass_, {id(_root(a)) for a in received}, caller)
         stack.append(frame)
         return frame
 
@@ -218,6 +224,16 @@ class Profile:
         return f"<Profile {self._state}: {len(self._stats)} rows, {self.wall_s * 1e3:.1f} ms>"
 
 
+def _running(pyframe) -> bool:
+    """Whether ``pyframe`` is on the calling thread's Python stack (still executing)."""
+    f = sys._getframe(2)
+    while f is not None:
+        if f is pyframe:
+            return True
+        f = f.f_back
+    return False
+
+
 def _root(array):
     """The array that owns the memory ``array`` views (``array`` itself when it owns it)."""
     while getattr(array, "base", None) is not None:
@@ -254,7 +270,8 @@ def op_begin(cls, args) -> _Frame | None:
     prof = _current.get()
     if prof is None:
         return None
-    return prof._begin(cls.__name__, None, [a.data for a in args if hasattr(a, "_node")])
+    received = [a.data for a in args if hasattr(a, "_node")]
+    return prof._begin(cls.__name__, None, received, sys._getframe(1))
 
 
 def op_end(frame: _Frame, arrays) -> None:
