@@ -49,6 +49,8 @@ import sys
 import threading
 import time
 
+import numpy as np
+
 from .backend import cupy_backend, get_device, is_device_array
 
 __all__ = ["profile", "Profile"]
@@ -60,6 +62,7 @@ _open = 0
 _open_lock = threading.Lock()
 _current = contextvars.ContextVar("tinydl_profile", default=None)
 _OFF = contextlib.nullcontext()
+_now = time.perf_counter
 PASSES = ("forward", "backward", "optimizer", "data")
 
 
@@ -71,7 +74,9 @@ class _Frame:
     def __init__(self, prof, depth, name, pass_, skip, caller):
         self.prof, self.depth, self.name, self.pass_ = prof, depth, name, pass_
         self.child, self.skip, self.caller = 0.0, skip, caller
-        self.start = prof._clock()
+        if prof._sync:
+            cupy_backend.synchronize()
+        self.start = _now()
 
 
 class Profile:
@@ -116,7 +121,7 @@ class Profile:
     def _clock(self) -> float:
         if self._sync:
             cupy_backend.synchronize()
-        return time.perf_counter()
+        return _now()
 
     # -- timed calls (the engine's hooks) ------------------------------------------------------
     def _begin(self, name, pass_, received=(), caller=None) -> _Frame:
@@ -128,18 +133,22 @@ class Profile:
             stack.pop()
         if pass_ is None:
             pass_ = stack[-1].pass_ if stack else self._pass
-        frame = _Frame(self, len(stack), name, pass_, {id(_root(a)) for a in received}, caller)
+        skip = {id(a) if a.base is None else id(_root(a)) for a in received}
+        frame = _Frame(self, len(stack), name, pass_, skip, caller)
         stack.append(frame)
         return frame
 
     def _end(self, frame: _Frame, arrays=()) -> None:
-        if self._sync is None and arrays and is_device_array(arrays[0]):
-            self._sync = True
-            cupy_backend.synchronize(get_device(arrays[0]))
-        elapsed = self._clock() - frame.start
+        if self._sync:
+            cupy_backend.synchronize()
+        elif self._sync is None and arrays and type(arrays[0]) is not np.ndarray:
+            if is_device_array(arrays[0]):  # CuPy arrays from now on: synchronise
+                self._sync = True
+                cupy_backend.synchronize(get_device(arrays[0]))
+        elapsed = _now() - frame.start
         del self._stack[frame.depth :]  # also frames an exception left open
         nbytes, skip = 0, frame.skip
-        roots = [id(_root(a)) for a in arrays]
+        roots = [id(a) if a.base is None else id(_root(a)) for a in arrays]
         for a, root in zip(arrays, roots):
             if root not in skip:
                 skip.add(root)
