@@ -140,7 +140,11 @@ def test_an_exception_leaves_the_profiler_off_and_a_failing_op_leaves_no_frame()
 def test_to_dict_and_table():
     prof = _mlp_step()
     d = prof.to_dict()
-    assert set(d) == {"wall_s", "ops_s", "other_s", "synchronized", "rows"}
+    assert set(d) == {"wall_s", "ops_s", "other_s", "passes", "synchronized", "rows"}
+    assert list(d["passes"]) == ["forward", "backward", "optimizer", "data"]
+    assert d["passes"]["data"] == 0 and sum(d["passes"].values()) == pytest.approx(d["ops_s"])
+    forward = sum(r["total_s"] for r in d["rows"] if r["pass"] == "forward")
+    assert d["passes"]["forward"] == pytest.approx(forward)
     assert d["synchronized"] is False
     assert d["ops_s"] == pytest.approx(sum(r["total_s"] for r in d["rows"]))
     assert d["ops_s"] + d["other_s"] == pytest.approx(d["wall_s"])
@@ -152,8 +156,9 @@ def test_to_dict_and_table():
     assert lines[0].split() == ["name", "pass", "calls", "total", "ms", "mean", "us", "share", "MB"]
     assert lines[2].split()[0] == d["rows"][0]["name"]
     assert f"({len(d['rows']) - 3} more rows)" in table and "(other)" in table
-    assert lines[-1].startswith("total") and "100.0%" in lines[-1]
-    assert str(sum(r["calls"] for r in d["rows"])) in lines[-1].split()
+    assert lines[-2].startswith("total") and "100.0%" in lines[-2]
+    assert str(sum(r["calls"] for r in d["rows"])) in lines[-2].split()
+    assert lines[-1].startswith("by pass: forward ") and "optimizer" in lines[-1]
     by_calls = [r["calls"] for r in prof.rows(sort="calls")]
     assert by_calls == sorted(by_calls, reverse=True)
     with pytest.raises(ValueError, match="sort must be"):
@@ -254,3 +259,16 @@ def test_a_backward_that_raises_ends_its_node():
     rows = _rows(prof)
     assert rows[("_FailsBackward", "backward")]["calls"] == 1
     assert rows[("Add", "forward")]["calls"] == 1
+
+
+def test_ops_inside_a_region_take_its_pass_and_leave_it_their_time():
+    a = _t(200, 200)
+    with td.profile() as prof:
+        with profiler.region(a, "update", "optimizer"):
+            a @ a
+        a @ a
+    rows = _rows(prof)
+    assert rows[("MatMul", "optimizer")]["calls"] == 1 and rows[("MatMul", "forward")]["calls"] == 1
+    region = rows[("Tensor.update", "optimizer")]
+    assert region["calls"] == 1 and region["total_s"] < rows[("MatMul", "optimizer")]["total_s"]
+    assert profiler.region(a, "update", "optimizer") is profiler._OFF  # no profile: a no-op

@@ -192,13 +192,22 @@ class Profile:
             return sorted(rows, key=lambda r: (r["name"], r["pass"]))
         return sorted(rows, key=lambda r: r[keys[sort]], reverse=True)
 
+    def passes(self) -> dict:
+        """Seconds per pass (forward, backward, optimizer, data), each row's time in its pass."""
+        seconds = dict.fromkeys(PASSES, 0.0)
+        for (_, pass_), row in self._stats.items():
+            seconds[pass_] = seconds.get(pass_, 0.0) + row[1]
+        return seconds
+
     def to_dict(self) -> dict:
-        """``{"wall_s", "ops_s", "other_s", "synchronized", "rows": [...]}``: ``rows`` as
-        ``rows()`` gives them (by total time); ``other_s`` is wall time outside every row."""
+        """``{"wall_s", "ops_s", "other_s", "passes", "synchronized", "rows": [...]}``: ``rows``
+        as ``rows()`` gives them (by total time), ``passes`` as ``passes()``; ``other_s`` is the
+        wall time outside every row."""
         return {
             "wall_s": self.wall_s,
             "ops_s": self.ops_s,
             "other_s": max(self.wall_s - self.ops_s, 0.0),
+            "passes": self.passes(),
             "synchronized": bool(self._sync),
             "rows": self.rows(),
         }
@@ -223,6 +232,10 @@ class Profile:
         widths = [max(len(r[c]) for r in [head, *lines, total]) for c in range(len(head))]
         rule = tuple("-" * w for w in widths)
         out = [_fmt(r, widths) for r in (head, rule, *lines, rule, total)]
+        out.append("by pass: " + ", ".join(
+            f"{p} {s * 1e3:.2f} ms ({100 * s / wall:.1f}%)" if wall else f"{p} 0 ms"
+            for p, s in self.passes().items()
+        ))  # fmt: skip
         if self._sync:
             out.append("(GPU synchronised around every timed call)")
         return "\n".join(out)
