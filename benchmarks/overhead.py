@@ -61,12 +61,59 @@ def _cases(framework):
     }
 
 
+def _check_ns(n: int = 200_000) -> tuple[float, float]:
+    """Nanoseconds of the off-path check of ``Function.apply`` (a module-global read), beside a
+    ``ContextVar.get()`` (the alternative it was chosen over)."""
+    import contextvars
+    import timeit
+
+    from tinydl import profiler
+
+    var = contextvars.ContextVar("probe", default=None)
+    ns = {"profiler": profiler, "var": var}
+    base = min(timeit.repeat("pass", number=n, repeat=5)) / n * 1e9
+    gate = min(timeit.repeat("profiler._open and 1", number=n, repeat=5, globals=ns)) / n * 1e9
+    cvar = min(timeit.repeat("var.get()", number=n, repeat=5, globals=ns)) / n * 1e9
+    return gate - base, cvar - base
+
+
+def _profile_rows(args) -> tuple[list[str], list[list]]:
+    """Each case unprofiled and inside ``td.profile()``: the cost per recorded call."""
+    import tinydl as td
+
+    rows = []
+    for name, (fn, _) in _cases("tinydl").items():
+        off = common.summarize(common.time_calls(fn, args.steps, args.warmup))["ms"] * 1e3
+        with td.profile() as prof:
+            on = common.summarize(common.time_calls(fn, args.steps, args.warmup))["ms"] * 1e3
+        per_call = sum(r["calls"] for r in prof.rows()) / (args.steps + args.warmup)
+        row = [name, f"{off:.1f}", f"{on:.1f}", f"{per_call:g}", f"{(on - off) / per_call:.1f}"]
+        rows.append(row)
+        print("  " + " | ".join(row), flush=True)
+    headers = ["case", "off us/call", "profiled us/call", "recorded/call", "extra us/recorded"]
+    return headers, rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks overhead", description=DESCRIPTION)
     common.add_common_args(parser, steps=2000)
+    parser.add_argument(
+        "--profile", action="store_true", help="the cost of td.profile(), off and on, per op"
+    )
     args = parser.parse_args(argv)
     if args.steps < 1 or args.warmup < 0 or args.threads < 1:
         parser.error("--steps and --threads must be >= 1, --warmup >= 0")
+    if args.profile:
+        common.start(args)
+        headers, rows = _profile_rows(args)
+        gate, cvar = _check_ns()
+        print("\n" + common.format_table(headers, rows))
+        print(
+            f"\noff: the check per op costs {gate:.0f} ns (a ContextVar.get() would cost "
+            f"{cvar:.0f} ns); on: the last column, per recorded call (op, backward node, "
+            "optimizer step), medians of the calls"
+        )
+        return 0
     info, torch_mod, _ = common.start(args)
     have_torch = torch_mod is not None
     ours = _cases("tinydl")

@@ -101,6 +101,16 @@ def test_overhead_benchmark_prints_every_case(capsys):
     assert "a * b (no_grad)" in out and "tiny MLP step" in out and "tinydl us/op" in out
 
 
+def test_overhead_profile_mode_reports_off_and_on_costs(capsys):
+    argv = ["overhead", "--profile", "--steps", "2", "--warmup", "0", "--threads", "1"]
+    assert bench_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "extra us/recorded" in out and "off: the check per op costs" in out
+    # a * b records one op; (a * b).sum().backward() two ops, their two nodes and more
+    row = next(line for line in out.splitlines() if line.startswith("| a * b (no_grad)"))
+    assert row.split("|")[4].strip() == "1"
+
+
 def test_data_pipeline_times_every_transform_pipeline():
     """The per-transform rows of `python -m benchmarks data_pipeline`, on 8 small images."""
     from benchmarks import data_pipeline

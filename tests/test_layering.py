@@ -16,7 +16,7 @@ LAYERS = [
     {"backend"},
     # NOTE: debug holds the anomaly/trace state that the engine consults on every op; it
     # imports nothing above the backend.
-    {"autograd", "tensor_methods", "tensor", "debug"},
+    {"autograd", "tensor_methods", "tensor", "debug", "profiler"},
     {"functional"},
     {"layers"},
     {"optim", "data", "metrics", "io", "gradcheck", "testing", "viz", "cuda", "sysinfo",

@@ -13,6 +13,7 @@ import contextvars
 
 import numpy as np
 
+from . import profiler as _profiler
 from .backend import as_array as _as_array
 from .backend import get_array_module
 from .debug import _anomaly, backward_observer, check_forward, detect_anomaly, trace
@@ -179,6 +180,7 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
+        frame = _profiler._open and _profiler.op_begin(cls, args)  # one read when not profiling
         device = None
         for a in args:
             if isinstance(a, Tensor):
@@ -216,6 +218,8 @@ class Function:
             )
         else:
             results = tuple(_make_tensor(o) for o in outs)
+        if frame:
+            _profiler.op_end(frame, outs)
         return results if multi else results[0]
 
 
@@ -292,8 +296,8 @@ def _backward(roots, root_grads, *, retain_graph, create_graph, targets=None):
             slot = leaf_grads.setdefault(id(edge), [edge, None])
             slot[1] = g if slot[1] is None else slot[1] + g
 
-    observer = backward_observer()  # None unless td.autograd.trace() or detect_anomaly() is on
-    with set_grad_enabled(create_graph):
+    observer = backward_observer()  # None unless trace(), detect_anomaly() or profile() is on
+    with set_grad_enabled(create_graph), _profiler.backward_pass():
         roots_nodes = []
         for t, g in zip(roots, root_grads):
             route(t._edge(), g)

@@ -49,6 +49,14 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--limit", type=int, default=None, help="train on the first N images only")
     t.add_argument("--val-size", type=int, default=5000)
+    t.add_argument(
+        "--profile",
+        type=int,
+        metavar="N",
+        default=None,
+        help="profile N training steps after one warm-up step, print the table and stop "
+        "(nothing is written)",
+    )
 
     e = sub.add_parser("evaluate", help="test accuracy, report and confusion matrix of a run")
     e.add_argument("run", help="run folder or checkpoint file")
@@ -117,9 +125,24 @@ def _train(args) -> int:
         limit=args.limit,
         val_size=args.val_size,
     )
+    if args.profile is not None:
+        return _profile(cfg, args.profile)
     result = run_training(cfg)
     print(f"saved the best checkpoint, metrics.json and plots in {cfg.out}")
     return 0 if result else 1
+
+
+def _profile(cfg, steps: int) -> int:
+    from .recipes.profiling import profile_training
+
+    prof = profile_training(cfg, steps)
+    print(
+        f"\nprofile of {steps} training steps of {cfg.model} (batch {cfg.batch_size}, "
+        f"{cfg.optimizer}), after one warm-up step that is not counted (it compiles the Numba "
+        f"kernels); {prof.wall_s / steps * 1e3:.1f} ms per step. Nothing was written.\n"
+    )
+    print(prof.table())
+    return 0
 
 
 def _confusion_table(matrix, names) -> str:

@@ -25,6 +25,7 @@ import warnings
 import weakref
 from dataclasses import asdict, dataclass
 
+from . import profiler
 from .backend import get_array_module
 from .errors import AnomalyError
 
@@ -239,7 +240,8 @@ def _check_backward(node, grads_in, grads_out) -> None:
 
 
 class _Observer:
-    """What the engine calls around each node's backward while tracing or detecting anomalies."""
+    """What the engine calls around each node's backward while tracing, detecting anomalies or
+    profiling."""
 
     __slots__ = ("trace", "anomaly")
 
@@ -249,17 +251,22 @@ class _Observer:
     def run(self, node, grads, call_backward, fit_grad) -> list:
         """``call_backward(node, grads)`` timed, with each gradient fitted to its input's shape
         (``fit_grad``, as the engine does), recorded and checked."""
-        t0 = time.perf_counter()
-        token = _in_backward.set(node)  # forward checks of the ops that backward runs name it
-        try:
-            out = call_backward(node, grads)
+        frame, fitted = profiler.node_begin(node, grads), ()
+        try:  # NOTE: the profile's frame ends also when the backward raises
+            t0 = time.perf_counter()
+            token = _in_backward.set(node)  # forward checks of the ops that backward runs name it
+            try:
+                out = call_backward(node, grads)
+            finally:
+                _in_backward.reset(token)
+            fitted = [
+                fit_grad(node, g, meta) if edge is not None and g is not None else None
+                for edge, meta, g in zip(node.edges, node.input_meta, out)
+            ]
+            elapsed = time.perf_counter() - t0
         finally:
-            _in_backward.reset(token)
-        fitted = [
-            fit_grad(node, g, meta) if edge is not None and g is not None else None
-            for edge, meta, g in zip(node.edges, node.input_meta, out)
-        ]
-        elapsed = time.perf_counter() - t0
+            if frame is not None:
+                profiler.op_end(frame, [g.data for g in fitted if g is not None])
         if self.trace is not None:  # recorded first, so the trace shows the op that raises
             self.trace._add(node, fitted, elapsed)
         if self.anomaly:
@@ -268,9 +275,10 @@ class _Observer:
 
 
 def backward_observer() -> _Observer | None:
-    """``None`` unless a trace or anomaly detection is on (read once per backward call)."""
+    """``None`` unless a trace, anomaly detection or a profile is on (read once per backward)."""
     tr, anomaly = _tracer.get(), _anomaly.get()
-    return None if tr is None and not anomaly else _Observer(tr, anomaly)
+    off = tr is None and not anomaly and not profiler._open
+    return None if off else _Observer(tr, anomaly)
 
 
 # ----------------------------------------------------------------------------- guards

@@ -24,6 +24,7 @@ from ..autograd import Tensor, enable_grad, no_grad
 from ..backend import get_array_module, is_device_array, kernels, to_numpy
 from ..debug import check_retained_graph
 from ..errors import ShapeError, TinydlError
+from ..profiler import region
 
 __all__ = ["Optimizer", "OptimizerStateError", "require", "hyper_parameters", "with_defaults"]
 
@@ -209,6 +210,10 @@ class Optimizer:
     # -- stepping ------------------------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget the gradients: set ``.grad`` to None, or (``set_to_none=False``) zero them."""
+        with region(self, "zero_grad", "optimizer"):  # a td.profile() row; else a no-op
+            self._zero_grad(set_to_none)
+
+    def _zero_grad(self, set_to_none: bool) -> None:
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -229,6 +234,11 @@ class Optimizer:
         """
         loss = self._closure(closure)
         check_retained_graph(self)  # warns once if past steps' graphs are kept alive
+        with region(self, "step", "optimizer"):  # a td.profile() row; else a no-op
+            self._step()
+        return loss
+
+    def _step(self) -> None:
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -239,7 +249,6 @@ class Optimizer:
                 if "step" in state:
                     state["step"] += 1
                 self._update(p, grad, state, group)
-        return loss
 
     def _init_state(self, p: Tensor, state: dict, group: dict) -> None:
         """Fill in ``state`` (empty on the first step) with what ``_update`` needs."""

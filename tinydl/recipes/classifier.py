@@ -127,16 +127,24 @@ def make_loaders(cfg: TrainConfig, data: ImageData):
     )
 
 
-def run_training(cfg: TrainConfig, log=print) -> dict:
-    """Train per ``cfg``; returns the final metrics (also written to ``<out>/metrics.json``)."""
+def build_run(cfg: TrainConfig, log=print) -> tuple:
+    """What a run trains with: ``(data, make_loaders(...), model_kwargs, model, optimizer,
+    schedule)``, seeded (``run_training``, and ``profile_training`` for ``--profile``)."""
     manual_seed(cfg.seed)
     data = load_images(cfg.dataset, cfg.data, log)
-    train_loader, val_loader, test_loader, (mean, std) = make_loaders(cfg, data)
+    loaders = make_loaders(cfg, data)
     model_kwargs = {"num_classes": len(data.classes), **cfg.model_kwargs}
     model = build_model(cfg.model, **model_kwargs)
     opt = make_optimizer(cfg, model.parameters())
-    steps = cfg.epochs * len(train_loader)
+    steps = cfg.epochs * len(loaders[0])
     sched = OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.2)
+    return data, loaders, model_kwargs, model, opt, sched
+
+
+def run_training(cfg: TrainConfig, log=print) -> dict:
+    """Train per ``cfg``; returns the final metrics (also written to ``<out>/metrics.json``)."""
+    data, loaders, model_kwargs, model, opt, sched = build_run(cfg, log)
+    train_loader, val_loader, test_loader, (mean, std) = loaders
     meta = {
         "model": cfg.model,
         "model_kwargs": model_kwargs,
