@@ -20,7 +20,17 @@ def two_threads():
 
 
 def _blas_threads():
-    return [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+    """Thread counts of NumPy's BLAS (other BLAS libraries, e.g. PyTorch's, are not ours)."""
+    return [lib.get_num_threads() for lib in threads._blas()]
+
+
+def test_numpys_blas_is_under_control():
+    numpy_blas = [
+        lib["filepath"] for lib in threadpoolctl.threadpool_info()
+        if lib["user_api"] == "blas" and "numpy" in lib["filepath"]
+    ]
+    # (a NumPy wheel's BLAS lives in numpy.libs; a distribution's NumPy links a system one)
+    assert threads._blas() and {lib.filepath for lib in threads._blas()} >= set(numpy_blas)
 
 
 @pytest.mark.parametrize("n, parts", [(7, 2), (8, 2), (1, 2), (3, 5), (10, 3), (0, 2)])
