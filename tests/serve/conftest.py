@@ -1,16 +1,11 @@
 """The runs the server tests serve: a tiny one for the API, a decently trained LeNet for the
 browser (``digit_run``: the one place that chooses the model the drawings are judged by)."""
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 
+from benchmarks.serve_load import Server
 from tinydl.data import MNIST, DatasetNotFoundError
 from tinydl.recipes.classifier import TrainConfig, load_run, run_training
 
@@ -45,51 +40,10 @@ def digit_run(tmp_path_factory):
     return _train(tmp_path_factory.mktemp("digit-run"), model="lenet", epochs=1)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """``tinydl serve RUN`` as a user starts it, on a free loopback port."""
-
-    def __init__(self, run, timeout: float = 60.0):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "tinydl", "serve", str(run), "--port", str(self.port)]
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ)
-        )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"tinydl serve exited: {self.proc.stdout.read()}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(
-                        f"tinydl serve did not answer /health in {timeout} s"
-                    ) from None
-                time.sleep(0.1)
-
-    def stop(self) -> str:
-        self.proc.terminate()
-        try:
-            out, _ = self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, _ = self.proc.communicate()
-        return out
-
-
 @pytest.fixture
 def start_server():
-    """``start_server(run)`` -> a running ``Server``; stopped after the test."""
+    """``start_server(run)`` -> a running ``tinydl serve`` (``benchmarks.serve_load.Server``);
+    stopped after the test."""
     started = []
 
     def start(run):
