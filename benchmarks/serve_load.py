@@ -96,6 +96,13 @@ def untrained_run(folder) -> Path:
     return Path(folder)
 
 
+def _http_stack() -> str:
+    import importlib.util
+
+    have = [m for m in ("httptools", "uvloop") if importlib.util.find_spec(m) is not None]
+    return " and ".join(have) if have else "h11 and asyncio (no httptools/uvloop)"
+
+
 def digit_png() -> bytes:
     """A 28x28 grayscale PNG of a "7" drawn white on black."""
     from PIL import Image
@@ -163,6 +170,11 @@ def load(port: int, body: bytes, requests: int, concurrency: int) -> dict:
     }
 
 
+def _served(url: str) -> dict:
+    with urllib.request.urlopen(url + "/health", timeout=10) as r:
+        return json.loads(r.read())["served"]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks serve", description=DESCRIPTION)
     parser.add_argument(
@@ -186,10 +198,14 @@ def main(argv=None) -> int:
             body = digit_png()
             if args.warmup:
                 load(server.port, body, args.warmup, min(args.concurrency, args.warmup))
+            before = _served(server.url)
             result = load(server.port, body, args.requests, args.concurrency)
+            after = _served(server.url)
         finally:
             server.stop()
     result["model"] = "untrained LeNet5" if args.run is None else str(args.run)
+    batches = after["batches"] - before["batches"]
+    result["mean_batch"] = (after["images"] - before["images"]) / max(1, batches)
     rows = [
         [
             result["requests"],
@@ -214,7 +230,9 @@ def main(argv=None) -> int:
             f"{result['model']} served by `tinydl serve` (uvicorn, one process) on 127.0.0.1; "
             f"clients: {args.concurrency} threads of this process with keep-alive connections, "
             f"each request one 28x28 PNG ({len(digit_png())} bytes) to POST /predict, after "
-            f"{args.warmup} untimed requests. Latency: from sending to the last byte of the answer.",
+            f"{args.warmup} untimed requests. Latency: from sending to the last byte of the answer. "
+            "images/forward: requests the micro-batcher put through one model call, on average. "
+            f"uvicorn with {_http_stack()}.",
         ]
         path = common.write_results("tinydl serve under load (`serve`)", info, table, notes)
         print(f"appended to {path}")

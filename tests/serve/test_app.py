@@ -85,14 +85,18 @@ def test_the_prepared_input_comes_on_request(client, tiny_model, drawings):
     np.testing.assert_allclose(seen, prepare_image(tiny_model[1], path), atol=5e-5)
 
 
-def test_health_names_the_model_and_classes(client):
-    r = client.get("/health")
-    assert r.status_code == 200
-    assert r.json() == {
+def test_health_names_the_model_and_counts_what_it_served(tiny_model, drawings):
+    with TestClient(build_app(*tiny_model)) as fresh:
+        assert fresh.get("/health").json()["served"] == {"images": 0, "batches": 0}
+        for path, _ in drawings:
+            assert fresh.post("/predict", content=path.read_bytes()).status_code == 200
+        body = fresh.get("/health").json()
+    assert body == {
         "status": "ok",
         "model": "lenet",
         "classes": [str(i) for i in range(10)],
         "preprocess": "digit",
+        "served": {"images": 3, "batches": 3},  # one at a time: a batch each
     }
 
 
@@ -253,3 +257,11 @@ def test_responses_are_plain_json(client, drawings):
     path, _ = drawings[1]
     r = client.post("/predict", content=path.read_bytes())
     assert json.loads(r.text) == r.json() and r.headers["content-type"] == "application/json"
+
+
+def test_serve_command_refuses_a_missing_run_in_one_line(tmp_path, capsys):
+    from tinydl.cli import main
+
+    assert main(["serve", str(tmp_path / "no-run"), "--port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("tinydl serve: error: no checkpoint at") and err.count("\n") == 1

@@ -28,4 +28,5 @@ def test_concurrent_requests_all_succeed(tiny_run, tmp_path, capsys):
     result = json.loads(out.read_text())
     assert (result["requests"], result["concurrency"], result["failures"]) == (100, 16, 0)
     assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
+    assert 1 <= result["mean_batch"] <= 16  # at most one request per client in a batch
     assert "| 100      | 16         | 0      |" in capsys.readouterr().out

@@ -114,12 +114,14 @@ def build_app(
         return JSONResponse(await run_in_threadpool(answer, source, with_input))
 
     async def health(request):
+        batcher = predictor.batcher
         return JSONResponse(
             {
                 "status": "ok",
                 "model": meta.get("model"),
                 "classes": predictor.names,
                 "preprocess": meta.get("preprocess", "digit"),
+                "served": {"images": batcher.items, "batches": batcher.batches},
             }
         )
 

@@ -24,7 +24,8 @@ class _Slot:
 class Batcher:
     """``batcher(item)`` returns ``fn(items)[i]`` for its own item, where ``fn`` (a list of
     items -> a list of results, in order) sees the items of up to ``max_batch`` concurrent
-    callers at once; ``batch_sizes`` counts how many items each call of ``fn`` got."""
+    callers at once. ``batches``, ``items`` and ``largest`` count the calls of ``fn``, the items
+    they took and the most items one call took."""
 
     def __init__(self, fn, max_batch: int = 64):
         if max_batch < 1:
@@ -33,7 +34,7 @@ class Batcher:
         self._queue: list[_Slot] = []
         self._queue_lock = threading.Lock()
         self._model_lock = threading.Lock()  # held while fn runs
-        self.batch_sizes: list[int] = []
+        self.batches = self.items = self.largest = 0
 
     def __call__(self, item):
         slot = _Slot(item)
@@ -52,7 +53,8 @@ class Batcher:
     def _run_queued(self) -> None:
         with self._queue_lock:
             batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-        self.batch_sizes.append(len(batch))
+        self.batches, self.items = self.batches + 1, self.items + len(batch)
+        self.largest = max(self.largest, len(batch))
         try:
             results = self._fn([s.item for s in batch])
             if len(results) != len(batch):
