@@ -215,9 +215,19 @@ def main(argv=None) -> int:
             f"{result['p99_ms']:.2f}",
             f"{result['max_ms']:.1f}",
             f"{result['requests_per_s']:.0f}",
+            f"{result['mean_batch']:.2f}",
         ]
     ]
-    headers = ["requests", "concurrent", "failed", "p50 ms", "p99 ms", "max ms", "req/s"]
+    headers = [
+        "requests",
+        "concurrent",
+        "failed",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "req/s",
+        "images/forward",
+    ]
     table = common.format_table(headers, rows)
     print("\n" + table)
     for reason in result["failure_examples"]:
@@ -233,6 +243,9 @@ def main(argv=None) -> int:
             f"{args.warmup} untimed requests. Latency: from sending to the last byte of the answer. "
             "images/forward: requests the micro-batcher put through one model call, on average. "
             f"uvicorn with {_http_stack()}.",
+            "Every client sends its next request as soon as it has an answer, so latency is "
+            "about clients / throughput (Little's law): it measures the server's throughput as "
+            "much as the time of one prediction (compare --concurrency 1).",
         ]
         path = common.write_results("tinydl serve under load (`serve`)", info, table, notes)
         print(f"appended to {path}")
