@@ -56,10 +56,6 @@ def start_server():
 
 
 def chromium_paths():
-    """(chromium, chromedriver) paths, or a skip naming what is missing."""
+    """(chromium, chromedriver) paths; None for each one not on PATH."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    missing = [n for n, p in (("chromium", browser), ("chromedriver", driver)) if p is None]
-    if missing:
-        pytest.skip(f"{' and '.join(missing)} not on PATH (apt install chromium chromium-driver)")
-    return browser, driver
+    return browser, shutil.which("chromedriver")

@@ -13,6 +13,12 @@ from tests.serve.conftest import chromium_paths
 from tests.serve.strokes import DIGITS, SIZE
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+_MISSING = [n for n, p in zip(("chromium", "chromedriver"), chromium_paths()) if p is None]
+# NOTE: checked before the fixtures run, so that a missing browser does not first train a model
+pytestmark = pytest.mark.skipif(
+    bool(_MISSING),
+    reason=f"{' and '.join(_MISSING)} not on PATH (apt install chromium chromium-driver)",
+)
 
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.actions import interaction  # noqa: E402
