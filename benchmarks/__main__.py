@@ -10,6 +10,7 @@ BENCHMARKS = {
     "data_pipeline": "benchmarks.data_pipeline",
     "kernels": "benchmarks.kernels",
     "overhead": "benchmarks.overhead",
+    "serve": "benchmarks.serve_load",
 }
 
 

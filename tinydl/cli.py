@@ -1,4 +1,4 @@
-"""The command line: ``tinydl train | evaluate | predict | export | info | bench``
+"""The command line: ``tinydl train | evaluate | predict | export | serve | info | bench``
 (``python -m tinydl``).
 
 Bad arguments and missing files print one line and exit non-zero, without a traceback.
@@ -86,6 +86,11 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument(
         "--numpy", metavar="DIR", help="write DIR/predict.py and DIR/weights.npz (NumPy + Pillow)"
     )
+
+    s = sub.add_parser("serve", help="serve a run over HTTP, with a page to draw digits on")
+    s.add_argument("run", help="run folder or checkpoint file")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
+    s.add_argument("--port", type=int, default=8000)
 
     sub.add_parser("info", help="versions and what tinydl will use")
 
@@ -253,6 +258,12 @@ def _export(args) -> int:
     return 0
 
 
+def _serve(args) -> int:
+    from .serve import serve
+
+    return serve(args.run, host=args.host, port=args.port)
+
+
 def _info(args) -> int:
     from .sysinfo import format_info
 
@@ -278,6 +289,7 @@ def main(argv=None) -> int:
         "evaluate": _evaluate,
         "predict": _predict,
         "export": _export,
+        "serve": _serve,
         "info": _info,
         "bench": _bench,
     }

@@ -25,8 +25,8 @@ from .. import metrics
 from ..data import ArrayDataset, DataLoader
 from ..data import transforms as T
 from ..data.dataset import Subset
-from ..data.folder import load_image, read_gray
-from ..digits import prepare_digit, top_k
+from ..data.folder import WORK_SIDE, load_image, read_gray
+from ..digits import area_resize, prepare_digit, top_k
 from ..io import load_checkpoint
 from ..layers import MODELS
 from ..optim import SGD, Adam, AdamW
@@ -50,6 +50,7 @@ __all__ = [
     "load_run",
     "evaluate_run",
     "predict_files",
+    "prepare_image",
     "class_names",
     "METRICS",
 ]
@@ -255,19 +256,32 @@ def predict_files(run, paths, k: int = 3, batch_size: int = 256, progress=None):
     for path in paths:
         if not Path(path).is_file():
             raise FileNotFoundError(f"no image file at {path}")
-    digit = meta.get("preprocess", "digit") == "digit"
     names, results = _classes(meta), []
     starts = range(0, len(paths), batch_size)
     bar = progress_bar(starts, desc="predict", enabled=progress if len(starts) > 1 else False)
     for start in bar:
         chunk = paths[start : start + batch_size]
-        if digit:
-            images = np.stack([prepare_digit(read_gray(p)) for p in chunk])
-        else:
-            images = np.stack([load_image(p, "L", IMAGE_SIZE) for p in chunk]) / 255.0
+        images = np.stack([prepare_image(meta, p) for p in chunk])
         results += top_k(model, images, meta["mean"], meta["std"], k)
     bar.close()
     return [[(c, names[c], q) for c, q in top] for top in results]
+
+
+def prepare_image(meta: dict, source, name=None, max_side: int = WORK_SIDE) -> np.ndarray:
+    """The 28x28 float32 image in [0, 1] that the run's model sees for one image: fitted and
+    centred as MNIST for digit runs, else grayscale resized to 28x28.
+
+    ``source`` is an image file (path, encoded bytes or binary file; ``name`` names it in
+    errors, ``max_side`` bounds its decoded side: ``read_gray``) or an ``(H, W)`` float array
+    in [0, 1], which non-digit runs resize by area averaging."""
+    digit = meta.get("preprocess", "digit") == "digit"
+    if isinstance(source, np.ndarray):
+        image = source if digit else area_resize(source, *IMAGE_SIZE)
+    elif digit:
+        image = read_gray(source, name=name, max_side=max_side)
+    else:
+        return load_image(source, "L", IMAGE_SIZE, max_side=max_side, name=name) / np.float32(255)
+    return (prepare_digit(image) if digit else image).astype(np.float32)
 
 
 def class_names(meta: dict) -> list[str]:
