@@ -8,15 +8,20 @@ differentiated (``create_graph=True``).
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-
 import numpy as np
 
 from . import profiler as _profiler
 from .backend import as_array as _as_array
 from .backend import get_array_module
-from .debug import _anomaly, backward_observer, check_forward, detect_anomaly, trace
+from .debug import (
+    _anomaly,
+    _recorder,
+    backward_observer,
+    check_forward,
+    detect_anomaly,
+    record_ops,
+    trace,
+)
 from .dtypes import is_floating
 from .errors import BackwardError, DeviceError, DTypeError, ShapeError
 from .grad_mode import _grad_enabled, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
@@ -35,6 +40,7 @@ __all__ = [
     "broadcast_to",
     "trace",
     "detect_anomaly",
+    "record_ops",
 ]
 
 # ----------------------------------------------------------------------------- Function
@@ -135,21 +141,6 @@ def _pack_saved(ctx, args, raw_outs, outs):
     ctx._to_save = ()
 
 
-_recorder = contextvars.ContextVar("tinydl_op_recorder", default=None)
-
-
-@contextlib.contextmanager
-def record_ops():
-    """Collect ``(Function class, args, kwargs)`` of every op applied inside the block
-    (used by ``gradcheck`` to test each op of a failing composite alone)."""
-    calls = []
-    token = _recorder.set(calls)
-    try:
-        yield calls
-    finally:
-        _recorder.reset(token)
-
-
 class Function:
     """Base class of every op. Subclass it, write two static methods, call ``apply``::
 
@@ -234,17 +225,13 @@ _HOST = {np.ndarray}
 
 
 def _check_devices(cls, args) -> None:
-    device = None
-    for a in args:
-        if isinstance(a, Tensor):
-            dev = a.device
-            if device is None:
-                device = dev
-            elif dev != device:
-                raise DeviceError(
-                    f"{cls.__name__}: tensors on different devices ({device} and {dev}); "
-                    "move them with .to(device) first"
-                )
+    devices = [a.device for a in args if isinstance(a, Tensor)]
+    for dev in devices[1:]:
+        if dev != devices[0]:
+            raise DeviceError(
+                f"{cls.__name__}: tensors on different devices ({devices[0]} and {dev}); "
+                "move them with .to(device) first"
+            )
 
 
 # ----------------------------------------------------------------------------- broadcasting

@@ -369,3 +369,18 @@ def _reset_guards() -> None:
     """Forget the warnings given and the steps seen (for tests)."""
     _warned.clear()
     _watches.clear()
+
+
+_recorder = contextvars.ContextVar("tinydl_op_recorder", default=None)
+
+
+@contextlib.contextmanager
+def record_ops():
+    """Collect ``(Function class, args, kwargs)`` of every op applied inside the block
+    (used by ``gradcheck`` to test each op of a failing composite alone)."""
+    calls = []
+    token = _recorder.set(calls)
+    try:
+        yield calls
+    finally:
+        _recorder.reset(token)
