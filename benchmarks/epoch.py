@@ -17,6 +17,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -60,16 +61,20 @@ def _tinydl_step(name: str, xs: np.ndarray, ys: np.ndarray):
     model = MODELS[name]().train()
     opt = Adam(model.parameters(), lr=LR)
     batches = [(td.tensor(x), td.tensor(y)) for x, y in zip(xs, ys)]
-    state = {"i": 0, "losses": []}
+    state = {"i": 0, "losses": [], "phases": []}
 
     def step():
         x, y = batches[state["i"] % len(batches)]
         state["i"] += 1
+        t0 = time.perf_counter()
         loss = F.cross_entropy(model(x), y)
+        t1 = time.perf_counter()
         opt.zero_grad()
         loss.backward()
+        t2 = time.perf_counter()
         opt.step()
         state["losses"].append(loss.item())
+        state["phases"].append((t1 - t0, t2 - t1, time.perf_counter() - t2))
 
     return step, state, model.num_parameters()
 
@@ -81,16 +86,20 @@ def _torch_step(name: str, xs: np.ndarray, ys: np.ndarray):
     model = TORCH_MODELS[name]().train()
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     batches = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in zip(xs, ys)]
-    state = {"i": 0, "losses": []}
+    state = {"i": 0, "losses": [], "phases": []}
 
     def step():
         x, y = batches[state["i"] % len(batches)]
         state["i"] += 1
+        t0 = time.perf_counter()
         loss = torch.nn.functional.cross_entropy(model(x), y)
+        t1 = time.perf_counter()
         opt.zero_grad()
         loss.backward()
+        t2 = time.perf_counter()
         opt.step()
         state["losses"].append(loss.item())
+        state["phases"].append((t1 - t0, t2 - t1, time.perf_counter() - t2))
 
     return step, state, sum(p.numel() for p in model.parameters())
 
@@ -126,6 +135,8 @@ def measure(framework: str, name: str, data: Path, steps: int, warmup: int, thre
         first_loss=state["losses"][0],
         last_loss=state["losses"][-1],
         thread_limit=blas,
+        # medians of the timed steps' phases: forward + loss, zero_grad + backward, step + item
+        phases_ms=[float(np.median(p) * 1e3) for p in zip(*state["phases"][warmup:])],
     )
     if framework == "tinydl":
         from tinydl.backend import active_kernels
@@ -150,9 +161,27 @@ def _run_worker(framework, name, data, args, kernels=None) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _combine(runs: list[dict]) -> dict:
+    """One result from the rounds of a (framework, model): the median of the rounds' medians,
+    with the lowest and highest round as the spread, phases as medians, the largest peak."""
+    ms = [r["ms"] for r in runs]
+    out = dict(runs[0])
+    out.update(
+        ms=float(np.median(ms)), p25=min(ms), p75=max(ms), rounds=ms,
+        phases_ms=[float(np.median(p)) for p in zip(*(r["phases_ms"] for r in runs))],
+        peak_rss_mib=max(r["peak_rss_mib"] for r in runs),
+        base_rss_mib=min(r["base_rss_mib"] for r in runs),
+    )
+    return out
+
+
 def _ms(r: dict) -> str:
     spread = (r["p75"] - r["p25"]) / r["ms"] * 100
     return f"{r['ms']:.1f} ±{spread:.0f}%"
+
+
+def _phases(r: dict | None) -> str:
+    return "-" if r is None else " / ".join(f"{p:.1f}" for p in r["phases_ms"])
 
 
 def _row(name: str, ours: dict, ref: dict | None, batch: int) -> list:
@@ -169,7 +198,8 @@ def _row(name: str, ours: dict, ref: dict | None, batch: int) -> list:
     ratio = f"{ours['ms'] / ref['ms']:.2f}x" if ref else "-"
     a, b = cols(ours), cols(ref)
     label = f"{name} ({ours['kernels']})"
-    return [label, f"{ours['params']:,}", a[0], b[0], ratio, a[1], b[1], a[2], b[2], a[3], b[3]]
+    return [label, f"{ours['params']:,}", a[0], b[0], ratio, _phases(ours), _phases(ref),
+            a[1], b[1], a[2], b[2], a[3], b[3]]
 
 
 HEADERS = [
@@ -178,6 +208,8 @@ HEADERS = [
     "tinydl ms/step",
     "torch ms/step",
     "tinydl/torch",
+    "tinydl fwd / bwd / opt ms",
+    "torch fwd / bwd / opt ms",
     "tinydl s/epoch",
     "torch s/epoch",
     "tinydl img/s",
@@ -200,6 +232,10 @@ def main(argv=None) -> int:
         default="numba,numpy",
         help="tinydl kernel variants, one row each (default numba,numpy)",
     )
+    parser.add_argument(
+        "--rounds", type=int, default=3,
+        help="alternated rounds, each framework in a fresh process per round (default 3)",
+    )
     common.add_common_args(parser, steps=20)
     parser.add_argument("--worker", choices=("tinydl", "torch"), help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -208,8 +244,8 @@ def main(argv=None) -> int:
     bad = [m for m in models if m not in MODEL_NAMES]
     if bad or not models:
         parser.error(f"--models: unknown {bad or models}; choose from {', '.join(MODEL_NAMES)}")
-    if args.steps < 1 or args.warmup < 0 or args.threads < 1 or args.batch_size < 1:
-        parser.error("--steps, --threads and --batch-size must be >= 1, --warmup >= 0")
+    if min(args.steps, args.threads, args.batch_size, args.rounds) < 1 or args.warmup < 0:
+        parser.error("--steps, --threads, --batch-size and --rounds must be >= 1, --warmup >= 0")
     variants = [v.strip() for v in args.kernels.split(",") if v.strip()]
     if not variants or any(v not in ("numba", "numpy") for v in variants):
         parser.error(f"--kernels: choose from numba,numpy, got {args.kernels!r}")
@@ -230,13 +266,24 @@ def main(argv=None) -> int:
         data = Path(tmp) / "batches.npz"
         np.savez(data, x=xs, y=ys)
         for name in models:
-            ref = _run_worker("torch", name, data, args) if have_torch else None
+            # NOTE: each framework in its own process, alternated round by round, so that a
+            # noisy stretch of the shared machine hits both (one slow reference run once turned
+            # a 2x into a 1.4x headline)
+            runs = {"torch": [], **{k: [] for k in variants}}
+            for _ in range(args.rounds):
+                if have_torch:
+                    runs["torch"].append(_run_worker("torch", name, data, args))
+                for kernels in variants:
+                    runs[kernels].append(_run_worker("tinydl", name, data, args, kernels))
+            ref = _combine(runs["torch"]) if have_torch else None
             for kernels in variants:
-                ours = _run_worker("tinydl", name, data, args, kernels)
+                ours = _combine(runs[kernels])
                 rows.append(_row(name, ours, ref, args.batch_size))
                 print(
                     f"  {name} ({kernels}): tinydl {_ms(ours)} ms"
-                    + (f", torch {_ms(ref)} ms" if ref else ""),
+                    + (f", torch {_ms(ref)} ms" if ref else "")
+                    + f" (rounds: {[round(m, 1) for m in ours['rounds']]}"
+                    + (f" vs {[round(m, 1) for m in ref['rounds']]})" if ref else ")"),
                     flush=True,
                 )
     table = common.format_table(HEADERS, rows)
@@ -244,8 +291,10 @@ def main(argv=None) -> int:
     notes = [
         f"Data: {source}. Batch {args.batch_size}, Adam(lr={LR}), train mode; one step = "
         "forward, cross-entropy, zero_grad, backward, optimizer step, loss.item().",
-        f"ms/step: median of {args.steps} timed steps after {args.warmup} warm-up steps "
-        "(± is the interquartile range over the median); s/epoch = ms/step x "
+        f"ms/step: each framework in its own process, {args.rounds} alternated rounds of "
+        f"{args.steps} timed steps after {args.warmup} warm-up steps; the median of the rounds' "
+        "medians, ± the range of the rounds over it. Phases (medians): forward + loss / "
+        "zero_grad + backward / optimizer step + loss.item(). s/epoch = ms/step x "
         f"{STEPS_PER_EPOCH} steps; img/s = {args.batch_size} / step time. tinydl/torch > 1 "
         "means tinydl is slower.",
         "Peak MiB: peak resident memory (VmHWM; getrusage maxrss off Linux) of a separate process per framework and model (Python, "

@@ -43,12 +43,21 @@ def test_epoch_benchmark_runs_one_model_per_kernel_variant(capsys):
                 "1",
                 "--kernels",
                 "numba,numpy",
+                "--rounds",
+                "2",
             ]
         )
         == 0
     )
     out = capsys.readouterr().out
     assert "| mlp (numba)" in out and "| mlp (numpy)" in out
+    assert "tinydl fwd / bwd / opt ms" in out
+    # two alternated rounds per framework, each round's median printed
+    assert out.count("(rounds: [") == 2 and all(
+        len(line.split("(rounds: [")[1].split("]")[0].split(",")) == 2
+        for line in out.splitlines()
+        if "(rounds: [" in line
+    )
 
 
 def test_benchmark_arguments_are_checked(capsys):
