@@ -27,10 +27,10 @@ CELL_TIMEOUT = 120  # seconds per cell
 KERNEL = "tinydl-tests"
 
 # what running them takes: the notebook tools (nbclient, nbformat, ipykernel) and what the
-# notebooks import beyond NumPy (matplotlib, hypothesis)
+# notebooks import beyond NumPy (matplotlib, hypothesis, onnxruntime)
 MISSING = [
     name
-    for name in ("nbclient", "nbformat", "ipykernel", "matplotlib", "hypothesis")
+    for name in ("nbclient", "nbformat", "ipykernel", "matplotlib", "hypothesis", "onnxruntime")
     if importlib.util.find_spec(name) is None
 ]
 needs_kernel = pytest.mark.skipif(
