@@ -247,3 +247,22 @@ def test_shape_and_dtype_errors():
         F.conv2d(td.randn(8, 8), W)
     with pytest.raises(td.DTypeError, match="conv2d: input is float32 but weight is float64"):
         F.conv2d(X, W.double())
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_conv2d_backward_in_pieces_matches_one_piece(monkeypatch, threads, groups):
+    from tinydl.functional import conv as conv_module
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((7, 4, 6, 5))
+    w, g = rng.standard_normal((6, 4 // groups, 3, 3)), rng.standard_normal((7, 6, 3, 3))
+
+    def grads():
+        xt, wt = td.tensor(x, requires_grad=True), td.tensor(w, requires_grad=True)
+        F.conv2d(xt, wt, stride=2, padding=1, groups=groups).backward(td.tensor(g))
+        return xt.grad.numpy(), wt.grad.numpy()
+
+    whole = grads()
+    monkeypatch.setattr(conv_module, "_BACKWARD_PIECE", 1)  # one image per piece
+    for a, e in zip(grads(), whole):
+        np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-12)
