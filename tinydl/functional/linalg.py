@@ -5,6 +5,8 @@ from __future__ import annotations
 from ..autograd import Function, Tensor
 from ..backend import threads
 from ..errors import ShapeError
+from ..grad_mode import is_grad_enabled
+from .arithmetic import matmul
 
 __all__ = ["linear"]
 
@@ -21,11 +23,16 @@ class Linear(Function):
     @staticmethod
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
-        gx = grad @ weight if ctx.needs_input_grad[0] else None
-        gw = None
-        if ctx.needs_input_grad[1]:
-            gw = grad.reshape(-1, weight.shape[0]).mT @ x.reshape(-1, weight.shape[1])
-        gb = grad if ctx.needs_input_grad[2] else None  # the engine sums the leading dims
+        need_x, need_w, need_b = ctx.needs_input_grad
+        if is_grad_enabled():  # create_graph: Tensor ops, differentiable again
+            mm, swap = matmul, lambda t: t.mT
+        else:  # NOTE: plain arrays: two products, not six recorded ops (the MLP step's cost)
+            grad, x, weight = grad.data, x.data, weight.data
+            mm, swap = threads.matmul, lambda a: a.T
+        flat = grad.reshape(-1, weight.shape[0])
+        gx = mm(flat, weight).reshape(x.shape) if need_x else None
+        gw = mm(swap(flat), x.reshape(-1, weight.shape[1])) if need_w else None
+        gb = grad if need_b else None  # the engine sums the leading dims
         return gx, gw, gb
 
 
