@@ -15,6 +15,7 @@ import numpy as np
 
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
+from ..grad_mode import is_grad_enabled
 from ._util import normalize_dim
 from .elementwise import _const, _erf_array, _floating, erf, exp, sigmoid, tanh, where
 
@@ -31,6 +32,9 @@ class Relu(Function):
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved_tensors
+        if not is_grad_enabled():  # no graph to build: one masked pass over the arrays
+            g = grad.data
+            return get_array_module(g).where(y.data <= 0, g.dtype.type(0), g)
         return grad * _const(~(y.data <= 0), grad.dtype)  # 0 at 0; NaN passes, as PyTorch
 
 
