@@ -52,6 +52,7 @@ _THREAD_VARS = (
     "MKL_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS",
     "NUMBA_NUM_THREADS",
+    "TINYDL_NUM_THREADS",  # tinydl's own worker threads (tinydl.backend.threads)
 )
 _limiter = None  # keeps the threadpoolctl limit alive for the life of the process
 
@@ -94,6 +95,8 @@ def limit_threads(n: int, torch_module=None) -> str:
         os.environ[k] = str(n)
     if torch_module is not None:
         torch_module.set_num_threads(n)
+    if "tinydl" in sys.modules:
+        sys.modules["tinydl"].set_num_threads(n)
     if HAVE_THREADPOOLCTL:
         _limiter = threadpoolctl.threadpool_limits(limits=n)
         return f"threadpoolctl limit {n}"
