@@ -89,9 +89,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _pretrained_option(p) -> None:
+    from .layers.pretrained import PRETRAINED
+
     p.add_argument(
         "--pretrained",
-        choices=["lenet", "cnn"],
+        choices=list(PRETRAINED),
         help="use the MNIST weights shipped with tinydl instead of a RUN",
     )
 
@@ -283,8 +285,8 @@ def _bench(args) -> int:
 def main(argv=None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    # NOTE: argparse leaves out positionals that follow an option (`predict RUN --json a.png`,
-    # `predict --pretrained lenet a.png b.png` split as RUN + images): they are more images
+    # NOTE: argparse leaves unparsed the positionals that follow an option (`predict RUN --json
+    # a.png`, `predict RUN --pretrained lenet a.png`): for predict they are more inputs
     if extra and (args.command != "predict" or any(e.startswith("-") for e in extra)):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
