@@ -46,6 +46,7 @@ def main(argv=None) -> int:
     p.add_argument("name", choices=sorted(PRETRAINED))
     p.add_argument("--command", required=True, help="the exact tinydl train command of the run")
     p.add_argument("--float16", action="store_true", help="store the weights as float16")
+    p.add_argument("--commit", default=None, help="the commit the run was trained at (HEAD)")
     args = p.parse_args(argv)
 
     ckpt_path = args.run / "best.safetensors"
@@ -71,7 +72,10 @@ def main(argv=None) -> int:
     architecture.update({k: v for k, v in meta["model_kwargs"].items() if k not in FREE})
     history = ckpt["metrics"]["history"]
     trained = datetime.datetime.fromtimestamp(ckpt_path.stat().st_mtime, datetime.timezone.utc)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    commit = (
+        args.commit
+        or subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    )
     record = {
         **meta,
         "pretrained": args.name,
