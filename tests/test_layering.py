@@ -17,9 +17,11 @@ LAYERS = [
     # NOTE: debug holds the anomaly/trace state that the engine consults on every op; it
     # imports nothing above the backend.
     {"autograd", "tensor_methods", "tensor", "debug", "profiler"},
-    {"functional"},
+    # NOTE: io (the checked safetensors/npz reader) needs only autograd and the backend; it sits
+    # below layers so that LeNet5(pretrained=True) can read its shipped weights
+    {"functional", "io"},
     {"layers"},
-    {"optim", "data", "metrics", "io", "gradcheck", "testing", "viz", "cuda", "sysinfo",
+    {"optim", "data", "metrics", "gradcheck", "testing", "viz", "cuda", "sysinfo",
      "digits", "plots", "progress"},
     {"training", "recipes", "distributed", "onnx", "serve", "export_numpy"},
     {"cli", "__main__", ""},  # "" is the package's __init__: the public surface

@@ -67,19 +67,21 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true")
 
     r = sub.add_parser("predict", help="classify new images of any size and format")
-    r.add_argument("run", help="run folder or checkpoint file")
+    r.add_argument("run", nargs="?", help="run folder or checkpoint file (or --pretrained)")
     r.add_argument(
         "images",
-        nargs="+",
+        nargs="*",
         help="image files, folders (walked recursively; a folder of class sub-folders named as "
         "the run's classes is scored) or globs",
     )
     r.add_argument("--json", action="store_true")
     r.add_argument("--csv", default=None, help="also write path, class, probability, top-3 here")
     r.add_argument("--batch-size", type=int, default=256)
+    _pretrained_option(r)
 
     x = sub.add_parser("export", help="the trained model for use without tinydl (ONNX, NumPy)")
-    x.add_argument("run", help="run folder or checkpoint file")
+    x.add_argument("run", nargs="?", help="run folder or checkpoint file (or --pretrained)")
+    _pretrained_option(x)
     x.add_argument(
         "--onnx", metavar="FILE", help="write an ONNX model (input 'input', output 'logits')"
     )
@@ -97,6 +99,31 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="run a benchmark (python -m benchmarks; from a clone)")
     b.add_argument("bench_args", nargs=argparse.REMAINDER, help="benchmark name and options")
     return p
+
+
+def _pretrained_option(p) -> None:
+    from .layers.pretrained import PRETRAINED
+
+    p.add_argument(
+        "--pretrained",
+        choices=list(PRETRAINED),
+        help="use the MNIST weights shipped with tinydl instead of a RUN",
+    )
+
+
+def _model_of(args, positional: list[str]) -> tuple:
+    """``(model, meta, rest)``: the model of ``--pretrained`` or of the RUN that leads the
+    ``positional`` arguments (exactly one of the two), and the positionals after it."""
+    from .recipes.classifier import load_pretrained, load_run
+
+    if args.pretrained is None:
+        if not positional:
+            raise ValueError("name a RUN folder or checkpoint, or use --pretrained lenet|cnn")
+        return (*load_run(positional[0]), positional[1:])
+    first = Path(positional[0]) if positional else None
+    if first and (first.suffix == ".safetensors" or (first / "best.safetensors").is_file()):
+        raise ValueError(f"give a RUN ({first}) or --pretrained, not both")
+    return (*load_pretrained(args.pretrained), positional)
 
 
 def _train(args) -> int:
@@ -201,14 +228,20 @@ def _write_csv(path, images, results, labels, classes) -> None:
 
 
 def _predict(args) -> int:
-    from .recipes.classifier import class_names, load_run, predict_files
+    from .recipes.classifier import class_names, predict_files
     from .recipes.inputs import find_images
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
-    model, meta = load_run(args.run)
+    positional = [*([args.run] if args.run else []), *args.images]
+    if len(positional) < (1 if args.pretrained else 2):
+        raise ValueError(
+            "name a RUN folder or checkpoint and the images to classify (files, folders or "
+            "globs), or --pretrained lenet|cnn and the images"
+        )
+    model, meta, inputs = _model_of(args, positional)
     classes = class_names(meta)
-    images, labels = find_images(args.images, classes)
+    images, labels = find_images(inputs, classes)
     results = predict_files((model, meta), images, k=3, batch_size=args.batch_size)
     if args.csv:
         _write_csv(args.csv, images, results, labels, classes)
@@ -240,20 +273,21 @@ def _predict(args) -> int:
 def _export(args) -> int:
     if not args.onnx and args.numpy is None:
         raise ValueError("name what to write: --onnx model.onnx and/or --numpy DIR")
+    model, meta, rest = _model_of(args, [args.run] if args.run else [])
+    if rest:
+        raise ValueError(f"give a RUN ({rest[0]}) or --pretrained, not both")
     if args.onnx:
         import numpy as np
 
         from . import onnx
-        from .recipes.classifier import load_run
 
-        model, _ = load_run(args.run)
         # NOTE: every run's images are prepared to one 28x28 grayscale channel
         onnx.export(model, np.zeros((1, 1, 28, 28), np.float32), args.onnx)
         print(f"wrote {args.onnx}")
     if args.numpy is not None:
         from .export_numpy import export_numpy
 
-        script = export_numpy(args.run, args.numpy)
+        script = export_numpy((model, meta), args.numpy)
         print(f"wrote {script} and {script.with_name('weights.npz')}; run: python {script} IMAGE...")
     return 0
 
@@ -283,7 +317,14 @@ def _bench(args) -> int:
 
 
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    # NOTE: argparse leaves unparsed the positionals that follow an option (`predict RUN --json
+    # a.png`, `predict RUN --pretrained lenet a.png`): for predict they are more inputs
+    if extra and (args.command != "predict" or any(e.startswith("-") for e in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.images += extra
     command = {
         "train": _train,
         "evaluate": _evaluate,

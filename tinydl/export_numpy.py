@@ -292,9 +292,10 @@ class _Forward:
 
 def export_numpy(run, out_dir) -> Path:
     """Write ``out_dir/predict.py`` and ``out_dir/weights.npz`` for the run folder (or
-    checkpoint) ``run``; returns the path of ``predict.py``. A model with a layer that has no
-    NumPy version is refused before anything is written."""
-    model, meta = load_run(run)
+    checkpoint, or the ``(model, meta)`` of ``load_run``/``load_pretrained``) ``run``; returns
+    the path of ``predict.py``. A model with a layer that has no NumPy version is refused before
+    anything is written."""
+    model, meta = run if isinstance(run, tuple) else load_run(run)
     forward = _Forward()
     forward.emit(model, "")
     layers = "".join(f"\n{code}" for fn, code in _LAYERS.items() if fn in forward.used)

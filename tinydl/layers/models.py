@@ -12,6 +12,7 @@ from .conv import AdaptiveAvgPool2d, Conv2d, MaxPool2d
 from .linear import Flatten, Identity, Linear
 from .module import Module
 from .normalization import BatchNorm1d, BatchNorm2d
+from .pretrained import load_pretrained_into
 
 __all__ = ["MLP", "LeNet5", "MnistCNN", "ResNetSmall", "BasicBlock", "MODELS"]
 
@@ -30,9 +31,13 @@ class MLP(Sequential):
 
 
 class LeNet5(Sequential):
-    """LeCun et al. 1998 with ReLU and max-pooling: conv5-pool-conv5-pool-120-84-10."""
+    """LeCun et al. 1998 with ReLU and max-pooling: conv5-pool-conv5-pool-120-84-10.
 
-    def __init__(self, num_classes: int = 10):
+    ``pretrained=True`` loads the weights trained on MNIST that ship with tinydl (their record:
+    ``tinydl.layers.pretrained.pretrained_meta("lenet")``; inputs normalised with its mean/std).
+    The model is left in training mode, as any new module: call ``.eval()`` to predict."""
+
+    def __init__(self, num_classes: int = 10, pretrained: bool = False):
         super().__init__(
             Conv2d(1, 6, 5, padding=2),
             ReLU(),
@@ -47,6 +52,8 @@ class LeNet5(Sequential):
             ReLU(),
             Linear(84, num_classes),
         )
+        if pretrained:
+            load_pretrained_into(self, "lenet", num_classes=num_classes)
 
 
 def _conv_bn_relu(cin: int, cout: int) -> list[Module]:
@@ -54,10 +61,18 @@ def _conv_bn_relu(cin: int, cout: int) -> list[Module]:
 
 
 class MnistCNN(Sequential):
-    """Two conv-conv-pool stages with BatchNorm and dropout, then a BatchNorm'd hidden layer."""
+    """Two conv-conv-pool stages with BatchNorm and dropout, then a BatchNorm'd hidden layer.
+
+    ``pretrained=True`` loads the shipped MNIST weights, as for ``LeNet5`` (record:
+    ``pretrained_meta("cnn")``); ``dropout`` may differ from training's, the sizes may not."""
 
     def __init__(
-        self, num_classes: int = 10, width: int = 32, hidden: int = 128, dropout: float = 0.25
+        self,
+        num_classes: int = 10,
+        width: int = 32,
+        hidden: int = 128,
+        dropout: float = 0.25,
+        pretrained: bool = False,
     ):
         w1, w2 = width, 2 * width
         super().__init__(
@@ -76,6 +91,8 @@ class MnistCNN(Sequential):
             Dropout(2 * dropout),
             Linear(hidden, num_classes),
         )
+        if pretrained:
+            load_pretrained_into(self, "cnn", num_classes=num_classes, width=width, hidden=hidden)
 
 
 class BasicBlock(Module):

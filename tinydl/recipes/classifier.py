@@ -29,6 +29,7 @@ from ..data.folder import WORK_SIDE, load_image, read_gray
 from ..digits import area_resize, prepare_digit, top_k
 from ..io import load_checkpoint
 from ..layers import MODELS
+from ..layers.pretrained import pretrained_meta
 from ..optim import SGD, Adam, AdamW
 from ..optim.lr_scheduler import OneCycleLR
 from ..plots import HAVE_MATPLOTLIB, plot_confusion
@@ -48,6 +49,7 @@ __all__ = [
     "evaluate",
     "report",
     "load_run",
+    "load_pretrained",
     "evaluate_run",
     "predict_files",
     "prepare_image",
@@ -225,6 +227,19 @@ def load_run(path):
     model = build_model(meta["model"], **meta.get("model_kwargs", {}))
     model.load_state_dict(ckpt["model_state"])
     return model.eval(), meta
+
+
+def load_pretrained(name: str = "lenet"):
+    """The model (eval mode) and metadata of the weights shipped with tinydl: ``"lenet"``
+    (LeNet5) or ``"cnn"`` (MnistCNN), trained on MNIST; no dataset, no run folder needed.
+
+    The metadata has the keys of ``load_run``'s (``model``, ``model_kwargs``, ``mean``, ``std``,
+    ``classes``, ``preprocess``, ``config``, ``data``), so ``predict_files``, ``top_k`` and the
+    exporters take ``(model, meta)`` unchanged, plus the record of how the weights were made
+    (``command``, ``seed``, ``date``, ``tinydl_version``, ``test_accuracy``, ...). An unknown
+    ``name`` raises ``ValueError``."""
+    meta = pretrained_meta(name)
+    return MODELS[name](pretrained=True).eval(), meta
 
 
 def evaluate_run(run, dataset: str | None = None, data: str | None = None, log=print):
