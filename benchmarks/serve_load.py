@@ -3,7 +3,7 @@
 
 The server is started as a user starts it (``tinydl serve RUN`` in its own process, BLAS
 limited to ``--threads``); the clients are threads with one keep-alive connection each. Without
-``--run`` an untrained LeNet5 is served: its latency is a trained one's (same layers).
+``--run`` the pretrained LeNet5 shipped with tinydl is served (``--pretrained lenet``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -40,9 +39,12 @@ class Server:
     answers; ``stop()`` ends it and returns its output."""
 
     def __init__(self, run, timeout: float = 60.0, env: dict | None = None):
+        """``run``: a run folder or checkpoint, or the command-line arguments that choose the
+        model (e.g. ``["--pretrained", "lenet"]``)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "tinydl", "serve", str(run), "--port", str(self.port)]
+        which = [str(run)] if isinstance(run, (str, os.PathLike)) else list(run)
+        cmd = [sys.executable, "-m", "tinydl", "serve", *which, "--port", str(self.port)]
         self.proc = subprocess.Popen(
             cmd,
             stdout=subprocess.PIPE,
@@ -74,26 +76,6 @@ class Server:
             self.proc.kill()
             out, _ = self.proc.communicate()
         return out
-
-
-def untrained_run(folder) -> Path:
-    """A run folder holding an untrained LeNet5 checkpoint with an MNIST run's metadata."""
-    import tinydl as td
-    from tinydl.io import save_checkpoint
-    from tinydl.recipes.images import MNIST_MEAN, MNIST_STD
-
-    td.manual_seed(0)
-    model = td.layers.LeNet5(num_classes=10)
-    meta = {
-        "model": "lenet",
-        "model_kwargs": {"num_classes": 10},
-        "mean": MNIST_MEAN,
-        "std": MNIST_STD,
-        "classes": [str(i) for i in range(10)],
-        "preprocess": "digit",
-    }
-    save_checkpoint(Path(folder) / "best.safetensors", model.state_dict(), meta=meta)
-    return Path(folder)
 
 
 def _http_stack() -> str:
@@ -178,7 +160,7 @@ def _served(url: str) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks serve", description=DESCRIPTION)
     parser.add_argument(
-        "--run", default=None, help="run folder to serve (default: untrained LeNet5)"
+        "--run", default=None, help="run folder to serve (default: the pretrained LeNet5)"
     )
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=16)
@@ -191,19 +173,17 @@ def main(argv=None) -> int:
         parser.error("--requests, --concurrency and --threads must be >= 1, --warmup >= 0")
     info = common.machine_info(args.threads)
     print("\n".join(common.header_lines(info)), flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        run = args.run or untrained_run(tmp)
-        server = Server(run, env=common.thread_env(args.threads))
-        try:
-            body = digit_png()
-            if args.warmup:
-                load(server.port, body, args.warmup, min(args.concurrency, args.warmup))
-            before = _served(server.url)
-            result = load(server.port, body, args.requests, args.concurrency)
-            after = _served(server.url)
-        finally:
-            server.stop()
-    result["model"] = "untrained LeNet5" if args.run is None else str(args.run)
+    server = Server(args.run or ["--pretrained", "lenet"], env=common.thread_env(args.threads))
+    try:
+        body = digit_png()
+        if args.warmup:
+            load(server.port, body, args.warmup, min(args.concurrency, args.warmup))
+        before = _served(server.url)
+        result = load(server.port, body, args.requests, args.concurrency)
+        after = _served(server.url)
+    finally:
+        server.stop()
+    result["model"] = "pretrained LeNet5" if args.run is None else str(args.run)
     batches = after["batches"] - before["batches"]
     result["mean_batch"] = (after["images"] - before["images"]) / max(1, batches)
     rows = [

@@ -90,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     s = sub.add_parser("serve", help="serve a run over HTTP, with a page to draw digits on")
-    s.add_argument("run", help="run folder or checkpoint file")
+    s.add_argument("run", nargs="?", help="run folder or checkpoint file (or --pretrained)")
+    _pretrained_option(s)
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
     s.add_argument("--port", type=int, default=8000)
 
@@ -295,7 +296,10 @@ def _export(args) -> int:
 def _serve(args) -> int:
     from .serve import serve
 
-    return serve(args.run, host=args.host, port=args.port)
+    model, meta, rest = _model_of(args, [args.run] if args.run else [])
+    if rest:
+        raise ValueError(f"serve takes one RUN or --pretrained, got also {rest}")
+    return serve((model, meta), host=args.host, port=args.port)
 
 
 def _info(args) -> int:

@@ -265,3 +265,20 @@ def test_serve_command_refuses_a_missing_run_in_one_line(tmp_path, capsys):
     assert main(["serve", str(tmp_path / "no-run"), "--port", "0"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("tinydl serve: error: no checkpoint at") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "name a RUN folder or checkpoint, or use --pretrained"),
+        (["--pretrained", "vgg"], "invalid choice"),
+    ],
+)
+def test_serve_needs_a_run_or_known_pretrained_weights(args, message, capsys):
+    from tinydl.cli import main
+
+    try:
+        code = main(["serve", *args, "--port", "0"])
+    except SystemExit as exc:  # argparse's own refusal of an unknown choice
+        code = exc.code
+    assert code != 0 and message in capsys.readouterr().err
