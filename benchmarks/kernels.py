@@ -11,7 +11,11 @@ the Python of the autograd engine. ``fwd`` is the forward alone under ``no_grad`
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -129,26 +133,63 @@ def _time(fn, args) -> float:
     return common.summarize(common.time_calls(fn, args.steps, args.warmup))["ms"]
 
 
-def run(args, have_torch: bool, variants: list[str]) -> tuple[list[list], list[str]]:
-    from tinydl.backend import use_kernels
+def measure(framework: str, args, variants: list[str]) -> dict:
+    """Milliseconds of every case and pass for one framework, in this process: ``{"i/part":
+    ms}`` for torch, ``{"i/part/variant": ms}`` for tinydl (with the GEMM ceiling)."""
+    if framework == "torch":
+        import torch
 
-    ceiling = gemm_rate(args.steps, args.warmup)
-    print(f"float32 GEMM ceiling (NumPy BLAS, 1024^3): {ceiling:.0f} GFLOP/s", flush=True)
-    rows = []
-    for op, shape, flops, build in _cases():
-        ref = build("torch") if have_torch else None
-        for part, idx, mult in (("fwd", 0, 1), ("fwd+bwd", 1, 3)):
-            torch_ms = _time(ref[idx], args) if ref else None
-            ours = {}
+        common.limit_threads(args.threads, torch)
+    else:
+        common.limit_threads(args.threads)
+    out = {}
+    if framework == "tinydl":
+        out["ceiling"] = gemm_rate(args.steps, args.warmup)
+    for i, (_, _, _, build) in enumerate(_cases()):
+        for part, idx in (("fwd", 0), ("fwd+bwd", 1)):
+            if framework == "torch":
+                out[f"{i}/{part}"] = _time(build("torch")[idx], args)
+                continue
+            from tinydl.backend import use_kernels
+
             for v in variants:
                 with use_kernels(v):
-                    ours[v] = _time(build("tinydl")[idx], args)
-            row = [op, shape, part]
-            for v in variants:
-                row.append(f"{ours[v]:.2f}")
+                    out[f"{i}/{part}/{v}"] = _time(build("tinydl")[idx], args)
+    return out
+
+
+def _worker(framework: str, args) -> dict:
+    cmd = [sys.executable, "-m", "benchmarks.kernels", "--worker", framework, "--kernels",
+           args.kernels, "--steps", str(args.steps), "--warmup", str(args.warmup),
+           "--threads", str(args.threads)]
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(cmd, cwd=root, env=common.thread_env(args.threads),
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"kernels worker {framework} failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run(args, have_torch: bool, variants: list[str]) -> tuple[list[list], list[str]]:
+    # NOTE: each framework in its own process, alternated round by round: in one process
+    # PyTorch's idle OpenMP threads and tinydl's workers slowed each other (measured: conv (d)
+    # 9.1 ms beside PyTorch, 5.7 ms alone)
+    rounds = {"torch": [], "tinydl": []}
+    for _ in range(args.rounds):
+        for framework in (("torch",) if have_torch else ()) + ("tinydl",):
+            rounds[framework].append(_worker(framework, args))
+    med = {fw: {k: float(np.median([r[k] for r in rs])) for k in rs[0]}
+           for fw, rs in rounds.items() if rs}
+    ceiling = med["tinydl"]["ceiling"]
+    print(f"float32 GEMM ceiling (NumPy BLAS, 1024^3): {ceiling:.0f} GFLOP/s", flush=True)
+    rows = []
+    for i, (op, shape, flops, _) in enumerate(_cases()):
+        for part, mult in (("fwd", 1), ("fwd+bwd", 3)):
+            torch_ms = med["torch"][f"{i}/{part}"] if have_torch else None
+            ours = {v: med["tinydl"][f"{i}/{part}/{v}"] for v in variants}
+            row = [op, shape, part, *(f"{ours[v]:.2f}" for v in variants)]
             row.append(f"{torch_ms:.2f}" if torch_ms else "-")
-            for v in variants:
-                row.append(f"{ours[v] / torch_ms:.2f}x" if torch_ms else "-")
+            row += [f"{ours[v] / torch_ms:.2f}x" if torch_ms else "-" for v in variants]
             if flops:
                 rate = mult * flops / (ours[variants[0]] * 1e-3) / 1e9
                 row += [f"{rate:.0f}", f"{rate / ceiling:.0%}"]
@@ -159,10 +200,11 @@ def run(args, have_torch: bool, variants: list[str]) -> tuple[list[list], list[s
     notes = [
         f"float32 GEMM ceiling measured in the same run: {ceiling:.0f} GFLOP/s (NumPy BLAS, "
         "1024x1024 @ 1024x1024).",
-        f"ms: median of {args.steps} timed calls after {args.warmup} warm-up calls; "
-        "x = tinydl / torch (above 1: tinydl slower). GFLOP/s and % of GEMM for the first "
-        "kernel variant (fwd+bwd counts 3x the forward's multiply-adds: the input-gradient, "
-        "weight-gradient and forward products).",
+        f"ms: each framework in its own process, {args.rounds} alternated rounds; the median "
+        f"over rounds of the median of {args.steps} timed calls after {args.warmup} warm-up "
+        "calls; x = tinydl / torch (above 1: tinydl slower). GFLOP/s and % of GEMM for the "
+        "first kernel variant (fwd+bwd counts 3x the forward's multiply-adds: the "
+        "input-gradient, weight-gradient and forward products).",
         "fwd runs under no_grad; fwd+bwd backpropagates a fixed gradient into every input "
         "(conv: x, weight, bias).",
     ]
@@ -176,6 +218,8 @@ def main(argv=None) -> int:
         default="numba,numpy",
         help="tinydl kernel variants to time (default numba,numpy)",
     )
+    parser.add_argument("--rounds", type=int, default=2, help="alternated rounds (default 2)")
+    parser.add_argument("--worker", choices=("tinydl", "torch"), help=argparse.SUPPRESS)
     common.add_common_args(parser, steps=20)
     args = parser.parse_args(argv)
     from tinydl.backend.kernels import available_kernels
@@ -184,10 +228,14 @@ def main(argv=None) -> int:
     bad = [v for v in variants if v not in available_kernels()]
     if bad or not variants:
         parser.error(f"--kernels: unavailable {bad or variants}; choose from numba,numpy")
-    if args.steps < 1 or args.warmup < 0 or args.threads < 1:
-        parser.error("--steps and --threads must be >= 1, --warmup >= 0")
-    info, torch_mod, _ = common.start(args)
-    have_torch = torch_mod is not None
+    if min(args.steps, args.threads, args.rounds) < 1 or args.warmup < 0:
+        parser.error("--steps, --threads and --rounds must be >= 1, --warmup >= 0")
+    if args.worker:
+        print(json.dumps(measure(args.worker, args, variants)))
+        return 0
+    have_torch = importlib.util.find_spec("torch") is not None
+    info = common.machine_info(args.threads)
+    print("\n".join(common.header_lines(info)), flush=True)
     rows, notes = run(args, have_torch, variants)
     headers = [
         "op",
