@@ -155,3 +155,22 @@ def test_matmul_split_by_rows_matches_numpy(two_threads, shape):
     got = threads.matmul(a32, bt)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, a32 @ bt, rtol=1e-5, atol=1e-4)
+
+
+def test_relu_over_two_threads_matches_one_thread(two_threads):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((64, 8, 24, 24)).astype(np.float32)  # above map_rows' threshold
+    x[3, 2, 1, 1], x[5, 0, 0, 0] = np.nan, 0.0
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    results = []
+    for n in (2, 1):
+        td.set_num_threads(n)
+        xt = td.tensor(x, requires_grad=True)
+        y = F.relu(xt)
+        y.backward(td.tensor(g))
+        results.append((y.detach().numpy(), xt.grad.numpy()))
+    for a, e in zip(*results):
+        np.testing.assert_array_equal(a, e)
+    y, dx = results[0]
+    assert np.isnan(y[3, 2, 1, 1]) and dx[3, 2, 1, 1] == g[3, 2, 1, 1]  # NaN passes, as PyTorch
+    assert dx[5, 0, 0, 0] == 0 and np.array_equal(dx[x > 0], g[x > 0])

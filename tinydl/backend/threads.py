@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["get_num_threads", "set_num_threads", "parallel", "split", "matmul"]
+__all__ = ["get_num_threads", "set_num_threads", "parallel", "split", "matmul", "map_rows"]
 
 _lock = threading.Lock()
 _state = {"n": None, "pool": None, "blas": None, "depth": 0, "saved": []}
@@ -142,4 +142,21 @@ def matmul(a, b):
         return a @ b
     out = np.empty((m, b.shape[1]), dtype=np.result_type(a, b))
     parallel(lambda r: np.matmul(a[r[0] : r[1]], b, out=out[r[0] : r[1]]), split(m, n))
+    return out
+
+
+# below this many bytes an element-wise pass stays on the calling thread
+_ROWS_MIN = 1 << 20
+
+
+def map_rows(fn, out, *arrays):
+    """``fn(*arrays, out=out)`` for an element-wise NumPy ``fn`` over arrays of ``out``'s shape,
+    the leading axis split across the worker threads when ``out`` is large (NumPy's ufunc loops
+    release the GIL); one call otherwise. Returns ``out``."""
+    n = get_num_threads()
+    if n < 2 or out.ndim == 0 or out.nbytes < _ROWS_MIN or type(out) is not np.ndarray:
+        fn(*arrays, out=out)
+        return out
+    parallel(lambda r: fn(*(a[r[0] : r[1]] for a in arrays), out=out[r[0] : r[1]]),
+             split(out.shape[0], n))
     return out

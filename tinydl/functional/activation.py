@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from ..autograd import Function, Tensor
-from ..backend import get_array_module
+from ..backend import get_array_module, threads
 from ..grad_mode import is_grad_enabled
 from ._util import normalize_dim
 from .elementwise import _const, _erf_array, _floating, erf, exp, sigmoid, tanh, where
@@ -25,7 +25,8 @@ __all__ = ["relu", "leaky_relu", "elu", "gelu", "softplus", "softmax", "log_soft
 class Relu(Function):
     @staticmethod
     def forward(ctx, x):
-        y = get_array_module(x).maximum(x, 0)
+        xp = get_array_module(x)
+        y = threads.map_rows(lambda a, out: xp.maximum(a, 0, out=out), xp.empty_like(x), x)
         ctx.save_for_backward(y)
         return y
 
@@ -34,8 +35,14 @@ class Relu(Function):
         (y,) = ctx.saved_tensors
         if not is_grad_enabled():  # no graph to build: the same product on plain arrays
             # NOTE: a multiply by the mask measured 5x faster than np.where (2.7 vs 15 ms)
-            return grad.data * (~(y.data <= 0)).astype(grad.dtype)
+            g = grad.data
+            return threads.map_rows(_masked, get_array_module(g).empty_like(g), g, y.data)
         return grad * _const(~(y.data <= 0), grad.dtype)  # 0 at 0; NaN passes, as PyTorch
+
+
+def _masked(g, y, out):
+    """``g`` where ``y > 0`` (and where ``y`` is NaN), else 0: ReLU's backward on arrays."""
+    return get_array_module(g).multiply(g, ~(y <= 0), out=out)
 
 
 def relu(x: Tensor) -> Tensor:
