@@ -1,6 +1,8 @@
 """tinydl.backend.threads: shares of work on the worker threads, BLAS single-threaded meanwhile."""
 
+import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -174,3 +176,22 @@ def test_relu_over_two_threads_matches_one_thread(two_threads):
     y, dx = results[0]
     assert np.isnan(y[3, 2, 1, 1]) and dx[3, 2, 1, 1] == g[3, 2, 1, 1]  # NaN passes, as PyTorch
     assert dx[5, 0, 0, 0] == 0 and np.array_equal(dx[x > 0], g[x > 0])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
+def test_a_forked_child_gets_a_pool_of_its_own(two_threads):
+    threads.parallel(lambda i: i, range(2))  # the parent's pool exists
+    pid = os.fork()
+    if pid == 0:  # the child: would hang on the parent's thread-less pool
+        code = 0 if threads.parallel(lambda i: i * 2, range(2)) == [0, 2] else 1
+        os._exit(code)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child hung in parallel()")

@@ -28,6 +28,17 @@ _state = {"n": None, "pool": None, "blas": None, "depth": 0, "saved": []}
 _local = threading.local()  # .inside: this thread is running a share (no nested regions)
 
 
+def _after_fork_in_child() -> None:
+    # NOTE: a forked child inherits the pool object but not its threads; work submitted to it
+    # would wait forever. The child starts a pool of its own on first use.
+    _state.update(pool=None, depth=0, saved=[])
+    _local.inside = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
