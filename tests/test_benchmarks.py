@@ -75,11 +75,14 @@ def test_info_names_the_kernels_and_the_blas():
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "TINYDL_KERNELS": "numpy"},
+        env={**os.environ, "TINYDL_KERNELS": "numpy", "TINYDL_NUM_THREADS": "3",
+             "TINYDL_RETAIN_MEMORY": "0"},
     )
     assert run.returncode == 0, run.stderr
     assert "kernels:" in run.stdout and "numpy (TINYDL_KERNELS" in run.stdout
     assert "blas:" in run.stdout
+    assert "threads:       3 worker threads" in run.stdout
+    assert "memory:        freed memory returned to the system" in run.stdout
 
 
 def test_tinydl_bench_from_a_clone_and_from_elsewhere(tmp_path):

@@ -36,7 +36,7 @@ def blas_info(threads: bool = True) -> str:
 
 def info() -> dict:
     """What this tinydl will use: a dict of strings (printed by ``tinydl info``)."""
-    from tinydl.backend import cupy_backend, kernels
+    from tinydl.backend import cupy_backend, kernels, memory, threads
 
     try:
         import numba
@@ -55,8 +55,12 @@ def info() -> dict:
         "kernels": f"{chosen} ({why}; available: {', '.join(available)})"
         + (f"; numba unusable: {kernels.NUMBA_ERROR}" if kernels.NUMBA_ERROR else ""),
         "blas": blas_info(),
-        "threads": f"{os.cpu_count()} logical cores; BLAS multi-threaded, Numba kernels serial "
-        "beside it (no competing thread pools)",
+        "threads": f"{threads.get_num_threads()} worker threads ({os.cpu_count()} logical cores; "
+        "td.set_num_threads / TINYDL_NUM_THREADS): conv, batch norm, pooling, ReLU and large "
+        "matmuls split across them, BLAS single-threaded inside",
+        "memory": "freed memory kept for reuse (TINYDL_RETAIN_MEMORY=0 turns it off)"
+        if memory.retaining_freed_memory()
+        else "freed memory returned to the system (glibc malloc defaults)",
         "im2col budget": f"{kernels.get_im2col_budget() / 2**20:g} MiB",
         "cuda": cupy_backend.describe(),
         "TINYDL_DATA": os.environ.get("TINYDL_DATA", "(not set)"),
