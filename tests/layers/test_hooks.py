@@ -75,7 +75,9 @@ def test_with_kwargs_hooks_get_and_replace_the_keyword_arguments():
             return x * factor
 
     m, seen = Scale(), []
-    m.register_forward_pre_hook(lambda mod, a, kw: (a, {"factor": kw["factor"] + 1}), with_kwargs=True)
+    m.register_forward_pre_hook(
+        lambda mod, a, kw: (a, {"factor": kw["factor"] + 1}), with_kwargs=True
+    )
     m.register_forward_hook(lambda mod, a, kw, out: seen.append(kw), with_kwargs=True)
     assert m(td.ones(1), factor=2.0).item() == 3.0 and seen == [{"factor": 3.0}]
     m.register_forward_pre_hook(lambda mod, a, kw: "bad", with_kwargs=True)
