@@ -300,3 +300,14 @@ def test_named_modules_and_apply_match_pytorch():
     theirs.apply(lambda m: ref.append(type(m).__name__))
     assert order == ref
     assert [n for n, _ in ours.named_modules(prefix="net")][:2] == ["net", "net.0"]
+
+
+def test_backward_hooks_run_in_order_and_each_sees_the_previous_replacement():
+    m, log = nn.Linear(3, 2).double(), []
+    m.register_full_backward_hook(lambda mod, gi, go: log.append(("a", gi[0].numpy().copy())))
+    m.register_full_backward_hook(lambda mod, gi, go: (gi[0] * 2,))
+    m.register_full_backward_hook(lambda mod, gi, go: log.append(("b", gi[0].numpy().copy())))
+    m.register_full_backward_hook(lambda mod, gi, go: log.append(("first", None)), prepend=True)
+    m(_x()).sum().backward()
+    assert [name for name, _ in log] == ["first", "a", "b"]
+    np.testing.assert_allclose(log[2][1], 2 * log[1][1])
