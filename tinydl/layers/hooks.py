@@ -24,8 +24,8 @@ __all__ = ["RemovableHandle"]
 
 _ids = itertools.count()
 
-# NOTE: the per-instance hook stores are created on first registration, so a module whose
-# __init__ predates them (or a subclass skipping it) still calls fast, without hooks
+# NOTE: Module.__call__ reads these names directly (its fast path). The stores are created on
+# first registration, so a module without hooks carries none and calls straight to forward
 FORWARD_PRE, FORWARD, BACKWARD = "_forward_pre_hooks", "_forward_hooks", "_backward_hooks"
 
 
@@ -67,11 +67,6 @@ def add_hook(module, store: str, hook, prepend: bool = False, **flags) -> Remova
     if prepend:
         hooks.move_to_end(handle.id, last=False)
     return handle
-
-
-def has_hooks(module) -> bool:
-    d = module.__dict__
-    return bool(d.get(FORWARD_PRE) or d.get(FORWARD) or d.get(BACKWARD))
 
 
 def call_with_hooks(module, args: tuple, kwargs: dict):

@@ -27,6 +27,12 @@ def summary(model, input_shape, dtype=np.float32, device=None) -> Summary:
     passes several inputs. ``device`` defaults to the device of the model's parameters. The
     model's train/eval mode (of every sub-module) is restored afterwards, and the hooks removed.
 
+    Multiply-adds per call (bias additions not counted): ``Linear``
+    ``prod(output_shape[:-1]) * in_features * out_features``; ``Conv2d``
+    ``prod(output_shape) * in_channels / groups * kH * kW``; 0 for a module without parameters
+    of its own (element-wise work is not counted); not counted (``--``, ``None``) for other
+    modules with parameters, such as BatchNorm. See ``Summary`` for the rows and totals.
+
     >>> print(td.summary(td.layers.LeNet5(), (1, 1, 28, 28)))   # doctest: +SKIP
     """
     shapes = _input_shapes(input_shape)
