@@ -80,6 +80,7 @@ from .functional import (  # noqa: F401  (PyTorch also has these as torch.*)
 )
 from .gradcheck import gradcheck, gradgradcheck  # noqa: F401
 from .io import SerializationError, load, load_checkpoint, save, save_checkpoint  # noqa: E402,F401
+from .layers import summary  # noqa: F401
 from .profiler import Profile, profile  # noqa: F401
 from .sysinfo import info  # noqa: F401
 from .tensor import *  # noqa: F401,F403

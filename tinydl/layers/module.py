@@ -13,6 +13,8 @@ from ..backend import as_array, get_device, transfer
 from ..errors import SerializationError
 from ..tensor import Parameter
 from ..tensor_methods import parse_to_args
+from . import hooks as _hooks
+from .hooks import RemovableHandle
 
 __all__ = ["Module", "StateDictError"]
 
@@ -105,7 +107,46 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args, **kwargs):
+        d = self.__dict__  # NOTE: inlined, not a call: this runs for every module call
+        if d.get("_forward_pre_hooks") or d.get("_forward_hooks") or d.get("_backward_hooks"):
+            return _hooks.call_with_hooks(self, args, kwargs)
         return self.forward(*args, **kwargs)
+
+    # -- hooks (tinydl/layers/hooks.py) -------------------------------------------------------
+    def register_forward_pre_hook(
+        self, hook, *, prepend: bool = False, with_kwargs: bool = False
+    ) -> RemovableHandle:
+        """``hook(module, args) -> None | new args`` runs before ``forward``; ``args`` is the
+        tuple of positional arguments, and a returned value replaces it (a non-tuple is wrapped
+        in one). With ``with_kwargs`` it is ``hook(module, args, kwargs) -> None | (args,
+        kwargs)``. Hooks run in registration order (``prepend`` puts this one first)."""
+        return _hooks.add_hook(self, _hooks.FORWARD_PRE, hook, prepend, with_kwargs=with_kwargs)
+
+    def register_forward_hook(
+        self, hook, *, prepend: bool = False, with_kwargs: bool = False
+    ) -> RemovableHandle:
+        """``hook(module, args, output) -> None | new output`` runs after ``forward``; a returned
+        value replaces the output. With ``with_kwargs`` it is ``hook(module, args, kwargs,
+        output)``. Hooks run in registration order (``prepend`` puts this one first).
+
+        >>> seen = []
+        >>> with model.register_forward_hook(lambda m, a, out: seen.append(out.shape)):
+        ...     model(x)
+        """
+        return _hooks.add_hook(self, _hooks.FORWARD, hook, prepend, with_kwargs=with_kwargs)
+
+    def register_full_backward_hook(self, hook, *, prepend: bool = False) -> RemovableHandle:
+        """``hook(module, grad_input, grad_output) -> None | new grad_input`` runs when the
+        gradients with respect to the module's inputs are computed.
+
+        ``grad_input`` has one entry per positional argument of the call, ``grad_output`` one per
+        output (one for a single tensor); an entry is ``None`` for a non-tensor, a tensor that
+        does not require grad, or one that got no gradient. A returned tuple (same length as
+        ``grad_input``) replaces the gradients passed on to the inputs. When no input requires
+        grad the hook runs once ``grad_output`` is known, with ``grad_input`` all ``None``, and
+        must return ``None``. The hooks registered when the module is called are the ones that
+        run for that call (as in PyTorch); a module called twice reports each call."""
+        return _hooks.add_hook(self, _hooks.BACKWARD, hook, prepend)
 
     # -- traversal -------------------------------------------------------------------------
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
@@ -158,8 +199,12 @@ class Module:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
     def apply(self, fn) -> Module:
-        for m in list(self.modules())[::-1]:
-            fn(m)
+        """``fn(m)`` on every sub-module, then on this one: children first (post-order, as
+        PyTorch, so ``Sequential(a, b).apply(f)`` calls ``f`` on ``a``'s children, ``a``, then
+        ``b``)."""
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
         return self
 
     # -- modes and gradients ----------------------------------------------------------------
