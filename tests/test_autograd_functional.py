@@ -321,3 +321,11 @@ def test_strict_raises_where_an_output_ignores_an_input():
     # linear in x: the Hessian is zero without strict
     assert_close(hessian(lambda a: (a * 2).sum(), X), np.zeros((2, 2)))
     assert_close(hvp(lambda a: (a * 2).sum(), X, X)[1], np.zeros(2))
+
+
+def test_float32_stays_float32_and_empty_outputs_work():
+    x = td.randn(3)
+    assert jacobian(lambda a: a.tanh(), x).dtype == td.float32
+    assert hvp(lambda a: (a ** 3).sum(), x, x)[1].dtype == td.float32
+    assert jvp(lambda a: a * 2, x, x)[1].dtype == td.float32
+    assert jacobian(lambda a: a[:0], x).shape == (0, 3)  # torch's stack refuses this case
