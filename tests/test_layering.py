@@ -19,7 +19,9 @@ LAYERS = [
     {"autograd", "tensor_methods", "tensor", "debug", "profiler"},
     # NOTE: io (the checked safetensors/npz reader) needs only autograd and the backend; it sits
     # below layers so that LeNet5(pretrained=True) can read its shipped weights
-    {"functional", "io"},
+    # NOTE: autograd_functional (jacobian, hvp, ...) needs autograd and functional's shape ops;
+    # the package binds it as td.autograd.functional (autograd.py cannot import upward)
+    {"functional", "io", "autograd_functional"},
     {"layers"},
     {"optim", "data", "metrics", "gradcheck", "testing", "viz", "cuda", "sysinfo",
      "digits", "plots", "progress"},

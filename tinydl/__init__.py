@@ -8,6 +8,8 @@ tensor([2., 4.])
 """
 
 from . import (  # noqa: E402,F401  (they build on the above)
+    autograd,
+    autograd_functional,
     cuda,
     data,
     debug,
@@ -84,3 +86,7 @@ from .layers import summary  # noqa: F401
 from .profiler import Profile, profile  # noqa: F401
 from .sysinfo import info  # noqa: F401
 from .tensor import *  # noqa: F401,F403
+
+# NOTE: PyTorch's spelling, td.autograd.functional.jacobian. autograd.py sits below functional
+# and cannot import the transforms itself; the package, above both, names them there once.
+autograd.functional = autograd_functional
