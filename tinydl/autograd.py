@@ -200,10 +200,7 @@ class Function:
             check_forward(cls, args, outs)
         if grad and _grad_enabled.get():
             ctx.fn = cls
-            ctx.edges = tuple(
-                (a if a._node is None else (a._node, a._idx)) if n else None
-                for a, n in zip(args, needs)
-            )
+            ctx.edges = tuple(a._edge() if n else None for a, n in zip(args, needs))
             ctx.input_meta = tuple(
                 (a.data.shape, a.data.dtype) if isinstance(a, Tensor) else None for a in args
             )
@@ -211,7 +208,7 @@ class Function:
             if ctx._to_save:
                 _pack_saved(ctx, args, raw_outs, outs)
             results = tuple(
-                _make_tensor(o, ctx if o.dtype.kind == "f" else None, i)
+                _make_tensor(o, ctx if is_floating(o.dtype) else None, i)
                 for i, o in enumerate(outs)
             )
         else:

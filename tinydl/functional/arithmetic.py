@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Function, Tensor
-from ..backend import get_array_module, get_device, is_device_array, threads, transfer
+from ..backend import get_device, threads, transfer
 from ..errors import ShapeError
 from ._util import binary, lift_pair
 
@@ -167,9 +167,7 @@ class MatMul(Function):
                 f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be broadcast together"
             ) from None
         ctx.save_for_backward(a, b)
-        if is_device_array(a) or is_device_array(b):
-            return get_array_module(a, b).matmul(a, b)
-        return threads.matmul(a, b)  # large 2-D products split across the worker threads
+        return threads.matmul(a, b)  # large 2-D NumPy products split across the worker threads
 
     @staticmethod
     def backward(ctx, grad):
