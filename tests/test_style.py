@@ -29,6 +29,6 @@ def test_files_stay_small(path):
 
 
 def test_import_needs_only_numpy():
-    code = ("import sys; import tinydl; bad = {'torch', 'scipy', 'hypothesis', 'cupy'} & "
+    code = ("import sys; import tinydl; bad = {'torch', 'scipy', 'hypothesis', 'cupy', 'mpi4py'} & "
             "set(sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

@@ -27,21 +27,9 @@ from .errors import BackwardError, DeviceError, DTypeError, ShapeError
 from .grad_mode import _grad_enabled, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .tensor_methods import TensorMethods
 
-__all__ = [
-    "Tensor",
-    "Function",
-    "Context",
-    "no_grad",
-    "enable_grad",
-    "set_grad_enabled",
-    "is_grad_enabled",
-    "grad",
-    "sum_to",
-    "broadcast_to",
-    "trace",
-    "detect_anomaly",
-    "record_ops",
-]
+__all__ = ["Tensor", "Function", "Context", "no_grad", "enable_grad", "set_grad_enabled"]
+__all__ += ["is_grad_enabled", "grad", "sum_to", "broadcast_to", "trace", "detect_anomaly"]
+__all__ += ["record_ops", "queue_callback"]
 
 # ----------------------------------------------------------------------------- Function
 
@@ -284,7 +272,7 @@ def broadcast_to(x: Tensor, shape) -> Tensor:
 # ----------------------------------------------------------------------------- engine
 
 
-def _backward(roots, root_grads, *, retain_graph, create_graph, targets=None):
+def _pass(roots, root_grads, retain_graph, create_graph, targets):
     """Run backward from ``roots``. Without ``targets`` gradients accumulate into leaves' ``.grad``;
     with ``targets`` (a list of Tensors) they are returned instead, and no ``.grad`` changes."""
     want = {}  # key of a target -> position in targets
@@ -359,6 +347,28 @@ def _backward(roots, root_grads, *, retain_graph, create_graph, targets=None):
                 leaf.grad = g if create_graph else _make_tensor(g.data.copy())
             else:
                 leaf.grad = leaf.grad + g
+    return found
+
+
+_queues = []  # per running backward pass (they nest when a hook runs one): its callbacks
+
+
+def queue_callback(fn) -> None:
+    """From a hook in ``backward()``: run ``fn()`` once, when the pass has set every ``.grad``."""
+    if not _queues:
+        raise BackwardError("queue_callback: call it from a hook while backward() runs")
+    if fn not in _queues[-1]:  # queued by many hooks, run once
+        _queues[-1].append(fn)
+
+
+def _backward(roots, root_grads, retain_graph, create_graph, targets=None):
+    _queues.append([])
+    try:
+        found = _pass(roots, root_grads, retain_graph, create_graph, targets)
+    finally:
+        callbacks = _queues.pop()
+    for fn in callbacks if targets is None else ():
+        fn()
     return found
 
 
@@ -438,13 +448,8 @@ def grad(
         if not isinstance(t, Tensor) or not t.requires_grad:
             raise BackwardError(f"grad: input {i} does not require grad")
     root_grads = _root_grads("grad", outputs, grad_outputs)
-    found = _backward(
-        outputs,
-        root_grads,
-        retain_graph=create_graph if retain_graph is None else retain_graph,
-        create_graph=create_graph,
-        targets=inputs,
-    )
+    retain = create_graph if retain_graph is None else retain_graph
+    found = _backward(outputs, root_grads, retain, create_graph, targets=inputs)
     for i, g in enumerate(found):
         if g is None and not allow_unused:
             raise BackwardError(
@@ -560,9 +565,7 @@ class Tensor(TensorMethods):
     def backward(self, grad=None, retain_graph: bool = False, create_graph: bool = False):
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad``."""
         root_grads = _root_grads("backward", [self], None if grad is None else [grad])
-        _backward(
-            [self], root_grads, retain_graph=retain_graph or create_graph, create_graph=create_graph
-        )
+        _backward([self], root_grads, retain_graph or create_graph, create_graph)
 
     def register_hook(self, fn):
         """``fn(grad) -> Tensor | None`` runs when this tensor's gradient is computed; a returned

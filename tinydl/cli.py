@@ -50,6 +50,15 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--limit", type=int, default=None, help="train on the first N images only")
     t.add_argument("--val-size", type=int, default=5000)
     t.add_argument(
+        "--distributed",
+        action="store_true",
+        help="one rank of a data-parallel MPI job: mpiexec -n N python -m mpi4py -m tinydl train "
+        "--distributed ... (--batch-size is the global batch, split across the ranks)",
+    )
+    t.add_argument(
+        "--sync-bn", action="store_true", help="batch norm with the global batch's statistics"
+    )
+    t.add_argument(
         "--profile",
         type=int,
         metavar="N",
@@ -157,11 +166,31 @@ def _train(args) -> int:
         resume=args.resume,
         limit=args.limit,
         val_size=args.val_size,
+        distributed=args.distributed,
+        sync_bn=args.sync_bn,
     )
     if args.profile is not None:
         return _profile(cfg, args.profile)
+    if args.distributed:
+        return _train_distributed(cfg)
     result = run_training(cfg)
     print(f"saved the best checkpoint, metrics.json and plots in {cfg.out}")
+    return 0 if result else 1
+
+
+def _train_distributed(cfg) -> int:
+    from . import distributed as dist
+    from .recipes.classifier import run_training
+
+    dist.init()
+    threads = dist.set_threads_per_rank()
+    world = dist.get_world_size()
+    dist.print0(
+        f"distributed: {world} ranks, {cfg.batch_size // world} images per rank of each "
+        f"{cfg.batch_size}-image batch, {threads} thread(s) per rank"
+    )
+    result = dist.abort_on_error(run_training)(cfg, log=dist.print0)
+    dist.print0(f"saved the best checkpoint, metrics.json and plots in {cfg.out}")
     return 0 if result else 1
 
 

@@ -38,6 +38,10 @@ from .tensor import manual_seed
 __all__ = ["Trainer", "Callback", "evaluate", "count_correct"]
 
 
+def _quiet(*args, **kwargs) -> None:
+    """The log of a process that is not the main one."""
+
+
 def count_correct(output, target):
     """How many rows of ``output`` (logits) have their largest value at ``target``: the batch
     sum behind an accuracy metric. Arrays in, an array on their device out."""
@@ -157,6 +161,9 @@ class Trainer:
         ``write_metrics`` also draws ``curves.png`` (when matplotlib is installed).
     log : callable
         Receives one line per epoch and the notes on resuming and interrupting.
+    main_process : bool
+        False on every rank but 0 of a data-parallel job (``tinydl.distributed``): that rank
+        writes no file, logs nothing and draws no bar, but still resumes from ``out``.
     """
 
     def __init__(
@@ -176,6 +183,7 @@ class Trainer:
         progress: bool | None = None,
         plots: bool = True,
         log=print,
+        main_process: bool = True,
     ):
         if mode not in ("min", "max"):
             raise ValueError(f"Trainer: mode must be 'min' or 'max', got {mode!r}")
@@ -183,7 +191,9 @@ class Trainer:
         self.scheduler, self.metrics = scheduler, dict(metrics or {})
         self.out = None if out is None else Path(out)
         self.meta, self.seed, self.monitor, self.mode = dict(meta or {}), seed, monitor, mode
-        self.callbacks, self.progress, self.plots, self.log = list(callbacks), progress, plots, log
+        self.callbacks, self.plots, self.main_process = list(callbacks), plots, main_process
+        self.log = log if main_process else _quiet
+        self.progress = progress if main_process else False
         self.history: list[dict] = []
         self.epoch, self.epochs = 0, 0  # the last finished epoch, and the planned number
 
@@ -195,7 +205,7 @@ class Trainer:
         keys = [f"{s}_{k}" for s in splits for k in ["loss", *self.metrics]]
         if self.monitor not in keys:
             raise ValueError(f"Trainer: monitor={self.monitor!r} is none of {keys}")
-        if self.out is not None:
+        if self.writes:
             self.out.mkdir(parents=True, exist_ok=True)
         if resume:
             self._resume()
@@ -208,7 +218,7 @@ class Trainer:
                 val = self.evaluate(val_loader) if val_loader is not None else {}
                 self._end_epoch(epoch, train, val)
         except KeyboardInterrupt:
-            if self.out is not None:
+            if self.writes:
                 self.save("interrupted.safetensors")
                 self.log(
                     f"\ninterrupted: saved {self.out / 'interrupted.safetensors'}; resume from "
@@ -223,6 +233,8 @@ class Trainer:
         # resumed run repeats exactly what an uninterrupted one would have done.
         if hasattr(loader, "generator"):
             loader.generator = np.random.default_rng([self.seed, epoch])
+        if hasattr(getattr(loader, "sampler", None), "set_epoch"):  # a DistributedSampler
+            loader.sampler.set_epoch(epoch)
         manual_seed(self.seed * 1000 + epoch)
 
     def _train_epoch(self, loader, epoch: int) -> dict:
@@ -259,7 +271,7 @@ class Trainer:
         best = self.best_score()
         self.history.append(record)
         self.epoch = epoch
-        if self.out is not None:
+        if self.writes:
             self.save("last.safetensors")
             if best is None or self._better(record[self.monitor], best):
                 self.save("best.safetensors")
@@ -283,6 +295,11 @@ class Trainer:
             getattr(callback, hook)(self, *args)
 
     # -- the run folder ------------------------------------------------------------------------
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes the run folder (it has one and is the main process)."""
+        return self.out is not None and self.main_process
+
     def _better(self, value: float, than: float) -> bool:
         return value < than if self.mode == "min" else value > than
 
@@ -330,6 +347,8 @@ class Trainer:
         """Write ``{**results, "history": ...}`` to ``out/metrics.json`` (atomically) and, with
         ``plots``, the curves to ``out/curves.png``; returns that dict."""
         results = {**results, "history": self.history}
+        if not self.writes:
+            return results
         atomic_write(self.out / "metrics.json", json.dumps(results, indent=2), fn="write_metrics")
         from .plots import HAVE_MATPLOTLIB, plot_history
 

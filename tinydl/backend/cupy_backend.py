@@ -25,6 +25,7 @@ __all__ = [
     "device_count",
     "unavailable_reason",
     "cupy_module",
+    "nccl_module",
     "synchronize",
     "device_name",
     "describe",
@@ -103,6 +104,18 @@ def cupy_module(device=None):
             f"(cuda:0 to cuda:{_state['count'] - 1})"
         )
     return cp
+
+
+def nccl_module():
+    """``cupy.cuda.nccl`` (collectives between GPUs), or ``DeviceError`` saying what is missing."""
+    cupy_module()
+    try:
+        from cupy.cuda import nccl
+    except ImportError as exc:
+        raise DeviceError(f"NCCL is not available in this CuPy ({exc})") from exc
+    if not getattr(nccl, "available", True):
+        raise DeviceError("NCCL is not available in this CuPy: install a CuPy built with NCCL")
+    return nccl
 
 
 def synchronize(device=None) -> None:

@@ -21,7 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["get_num_threads", "set_num_threads", "parallel", "split", "matmul", "map_rows"]
+__all__ = ["get_num_threads", "set_num_threads", "set_blas_threads", "parallel", "split"]
+__all__ += ["matmul", "map_rows"]
 
 _lock = threading.Lock()
 _state = {"n": None, "pool": None, "blas": None, "depth": 0, "saved": []}
@@ -79,6 +80,14 @@ def _blas():
         found = threadpoolctl.ThreadpoolController().select(user_api="blas")
         _state["blas"] = list(found.lib_controllers)
     return _state["blas"]
+
+
+def set_blas_threads(n: int) -> None:
+    """Let the BLAS libraries use ``n`` threads outside tinydl's parallel regions (e.g. one
+    per MPI rank: their default, every core in each rank, oversubscribes the machine)."""
+    with _lock:
+        for lib in _blas():
+            lib.set_num_threads(n)
 
 
 def _enter_blas_single():

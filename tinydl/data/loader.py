@@ -65,6 +65,9 @@ class DataLoader:
         Drop the last batch when it is smaller than ``batch_size``.
     generator : numpy.random.Generator, optional
         Source of the shuffling; ``td.default_generator()`` when omitted.
+    sampler : iterable of int, optional
+        The indices to load, in order, with ``len`` (e.g. ``tinydl.distributed.
+        DistributedSampler``: one rank's share); excludes ``shuffle``.
     collate_fn : callable, optional
         Turns a list of samples into a batch; ``default_collate`` when omitted.
     prefetch : int
@@ -84,6 +87,7 @@ class DataLoader:
         shuffle: bool = False,
         drop_last: bool = False,
         generator: np.random.Generator | None = None,
+        sampler=None,
         collate_fn=None,
         prefetch: int = 0,
         device=None,
@@ -92,7 +96,9 @@ class DataLoader:
             raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
         if isinstance(prefetch, bool) or int(prefetch) != prefetch or prefetch < 0:
             raise ValueError(f"DataLoader: prefetch must be an int >= 0, got {prefetch!r}")
-        self.dataset = dataset
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler and shuffle=True exclude each other")
+        self.dataset, self.sampler = dataset, sampler
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
@@ -104,17 +110,18 @@ class DataLoader:
             cupy_backend.cupy_module(self.device)  # DeviceError now when CUDA is missing
 
     def __len__(self) -> int:
-        n = len(self.dataset)
+        n = len(self.dataset if self.sampler is None else self.sampler)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def _index_batches(self) -> list[np.ndarray]:
-        n = len(self.dataset)
-        if self.shuffle:
+        if self.sampler is not None:
+            order = np.fromiter(iter(self.sampler), np.int64)
+        elif self.shuffle:
             gen = self.generator if self.generator is not None else default_generator()
-            order = gen.permutation(n)
+            order = gen.permutation(len(self.dataset))
         else:
-            order = np.arange(n)
-        stop = len(self) * self.batch_size if self.drop_last else n
+            order = np.arange(len(self.dataset))
+        stop = len(self) * self.batch_size if self.drop_last else len(order)
         return [order[i : i + self.batch_size] for i in range(0, stop, self.batch_size)]
 
     def _load(self, indices: np.ndarray):

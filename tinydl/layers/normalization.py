@@ -50,13 +50,17 @@ class _BatchNorm(Module):
             self.num_batches_tracked.data += 1
             if momentum is None:  # cumulative moving average, as PyTorch
                 momentum = 1.0 / float(self.num_batches_tracked.item())
+        return self._batch_norm(x, self.training or self.running_mean is None, momentum)
+
+    def _batch_norm(self, x, training: bool, momentum: float):
+        """The normalization proper (``SyncBatchNorm`` replaces it in training)."""
         return F.batch_norm(
             x,
             self.running_mean,
             self.running_var,
             self.weight,
             self.bias,
-            training=self.training or self.running_mean is None,
+            training=training,
             momentum=momentum,
             eps=self.eps,
         )

@@ -27,6 +27,13 @@ from ..data import transforms as T
 from ..data.dataset import Subset
 from ..data.folder import WORK_SIDE, load_image, read_gray
 from ..digits import area_resize, prepare_digit, top_k
+from ..distributed import (
+    DistributedDataParallel,
+    DistributedSampler,
+    SyncBatchNorm,
+    get_world_size,
+    is_main_process,
+)
 from ..io import load_checkpoint
 from ..layers import MODELS
 from ..layers.pretrained import pretrained_meta
@@ -78,6 +85,8 @@ class TrainConfig:
     resume: bool = False
     prefetch: int = 1
     plots: bool = True
+    distributed: bool = False  # one rank of an MPI job: batch_size is the global batch
+    sync_bn: bool = False  # batch norm with the statistics of the global batch
     model_kwargs: dict = field(default_factory=dict)
 
 
@@ -122,8 +131,15 @@ def make_loaders(cfg: TrainConfig, data: ImageData):
     train = Subset(ArrayDataset(images, labels, transform=train_tf), train_idx)
     val = Subset(ArrayDataset(images, labels, transform=tf), val_idx)
     test = ArrayDataset(*data.test, transform=tf)
+    if cfg.distributed:  # this rank's share of every global batch
+        sampler = DistributedSampler(train, seed=cfg.seed)
+        train_loader = DataLoader(
+            train, cfg.batch_size // sampler.num_replicas, sampler=sampler, prefetch=cfg.prefetch
+        )
+    else:
+        train_loader = DataLoader(train, cfg.batch_size, shuffle=True, prefetch=cfg.prefetch)
     return (
-        DataLoader(train, cfg.batch_size, shuffle=True, prefetch=cfg.prefetch),
+        train_loader,
         DataLoader(val, 1000) if val_size else None,
         DataLoader(test, 1000),
         (mean, std),
@@ -134,10 +150,21 @@ def build_run(cfg: TrainConfig, log=print) -> tuple:
     """What a run trains with: ``(data, make_loaders(...), model_kwargs, model, optimizer,
     schedule)``, seeded (``run_training``, and ``profile_training`` for ``--profile``)."""
     manual_seed(cfg.seed)
+    if cfg.distributed and cfg.batch_size % get_world_size():
+        raise ValueError(
+            f"--batch-size {cfg.batch_size} (the global batch) must be a multiple of the "
+            f"{get_world_size()} ranks"
+        )
     data = load_images(cfg.dataset, cfg.data, log)
     loaders = make_loaders(cfg, data)
     model_kwargs = {"num_classes": len(data.classes), **cfg.model_kwargs}
     model = build_model(cfg.model, **model_kwargs)
+    if cfg.sync_bn:
+        model = SyncBatchNorm.convert_sync_batchnorm(model)
+    if cfg.distributed:
+        # NOTE: copies rank 0's weights and hooks the gradients; the trainer runs and saves the
+        # plain model, so the checkpoints are those of a one-process run
+        DistributedDataParallel(model)
     opt = make_optimizer(cfg, model.parameters())
     steps = cfg.epochs * len(loaders[0])
     sched = OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.2)
@@ -171,8 +198,11 @@ def run_training(cfg: TrainConfig, log=print) -> dict:
         mode="max",
         plots=cfg.plots,
         log=log,
+        main_process=is_main_process() if cfg.distributed else True,
     )
     trainer.fit(train_loader, val_loader, cfg.epochs, resume=cfg.resume)
+    if not trainer.main_process:  # rank 0 tests and writes the results
+        return {"history": trainer.history}
     trainer.load_best()
     test = evaluate(model, test_loader)
     result = trainer.write_metrics({"data": data.source, **report(test, data.classes)})
