@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Function, Tensor
-from ..backend import get_array_module
+from ..backend import as_array, get_array_module
 from ..errors import DTypeError, ShapeError
-from ._util import lift
 
 __all__ = ["embedding"]
 
@@ -76,7 +75,7 @@ def embedding(input, weight: Tensor, padding_idx: int | None = None) -> Tensor:
     tensor([[[4., 5.],
              [0., 1.]]])
     """
-    index = lift(input)
+    index = input.data if isinstance(input, Tensor) else as_array(input)
     if weight.ndim != 2:
         raise ShapeError(
             f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got shape "
@@ -94,8 +93,8 @@ def embedding(input, weight: Tensor, padding_idx: int | None = None) -> Tensor:
                 f"embedding: padding_idx {padding_idx} is out of range for {rows} embeddings"
             )
         padding_idx %= rows
-    if index.data.size:
-        lo, hi = int(index.data.min()), int(index.data.max())
+    if index.size:
+        lo, hi = int(index.min()), int(index.max())
         if lo < 0 or hi >= rows:
             raise IndexError(
                 f"embedding: input holds index {lo if lo < 0 else hi}, out of range for "
@@ -103,4 +102,4 @@ def embedding(input, weight: Tensor, padding_idx: int | None = None) -> Tensor:
                 f"[0, {rows})"
             )
     xp = get_array_module(weight.data)
-    return Embedding.apply(weight, xp.asarray(index.data), padding_idx, False)
+    return Embedding.apply(weight, xp.asarray(index), padding_idx, False)
