@@ -18,9 +18,9 @@ def _scatter_rows(grad, index, rows: int, padding_idx):
     out = xp.zeros((rows, grad.shape[-1]), grad.dtype)
     if index.size:
         if xp is np:
-            # NOTE: sort, then add each run of equal indices with one reduceat: 2-4x faster
-            # than np.add.at for 2048 indices into 65..10000 rows of 256 (tests/functional/
-            # test_embedding.py times them), and still the same order of additions.
+            # NOTE: sort, then add each run of equal indices with one reduceat. For 2048
+            # float32 rows of 256 into 65..10000 rows it took 1.3-4x less time than np.add.at
+            # (timeit, 2026-12-01); the additions keep their order, so results are the same.
             order = np.argsort(index, kind="stable")
             ordered = index[order]
             starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
