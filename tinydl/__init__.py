@@ -62,6 +62,7 @@ from .functional import (  # noqa: F401  (PyTorch also has these as torch.*)
     cat,
     chunk,
     clamp,
+    einsum,
     exp,
     flatten,
     log,

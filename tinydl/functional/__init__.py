@@ -5,7 +5,9 @@ from .activation import *  # noqa: F401,F403
 from .arithmetic import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
 from .dropout import *  # noqa: F401,F403
+from .einsum import *  # noqa: F401,F403
 from .elementwise import *  # noqa: F401,F403
+from .embedding import *  # noqa: F401,F403
 from .linalg import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
 from .normalization import *  # noqa: F401,F403

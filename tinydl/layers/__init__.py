@@ -4,6 +4,7 @@ from . import init  # noqa: F401
 from .activation import *  # noqa: F401,F403
 from .container import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
+from .embedding import *  # noqa: F401,F403
 from .hooks import *  # noqa: F401,F403
 from .linear import *  # noqa: F401,F403
 from .model_summary import *  # noqa: F401,F403
