@@ -10,6 +10,7 @@ Run with ``mpiexec -n 4 python -m mpi4py script.py`` (``-m mpi4py``: an error on
 the job). Alone (``python script.py``) the same script runs as a world of one process.
 """
 
+from .callbacks import GlobalTrainMetrics
 from .ddp import DistributedDataParallel
 from .group import (
     abort,
@@ -50,6 +51,7 @@ __all__ = [
     "DistributedDataParallel",
     "DistributedSampler",
     "SyncBatchNorm",
+    "GlobalTrainMetrics",
     "main_process_only",
     "print0",
     "progress_bar",

@@ -30,6 +30,7 @@ from ..digits import area_resize, prepare_digit, top_k
 from ..distributed import (
     DistributedDataParallel,
     DistributedSampler,
+    GlobalTrainMetrics,
     SyncBatchNorm,
     get_world_size,
     is_main_process,
@@ -199,6 +200,7 @@ def run_training(cfg: TrainConfig, log=print) -> dict:
         plots=cfg.plots,
         log=log,
         main_process=is_main_process() if cfg.distributed else True,
+        callbacks=[GlobalTrainMetrics()] if cfg.distributed else [],
     )
     trainer.fit(train_loader, val_loader, cfg.epochs, resume=cfg.resume)
     if not trainer.main_process:  # rank 0 tests and writes the results
