@@ -14,8 +14,7 @@ TF = torch.nn.functional
 
 def _qkv(rng, dtype=np.float64, L=4, S=6, E=5, Ev=3):
     return [
-        rng.standard_normal(s).astype(dtype)
-        for s in ((2, 3, L, E), (2, 3, S, E), (2, 3, S, Ev))
+        rng.standard_normal(s).astype(dtype) for s in ((2, 3, L, E), (2, 3, S, E), (2, 3, S, Ev))
     ]
 
 
@@ -28,7 +27,10 @@ def _both(arrays, upstream, **kw):
     xs = [td.tensor(a, requires_grad=True) for a in arrays]
     out = F.scaled_dot_product_attention(*xs, **kw)
     out.backward(td.tensor(upstream))
-    return (out, [x.grad.numpy() for x in xs]), (out_t.detach().numpy(), [t.grad.numpy() for t in ts])
+    return (out, [x.grad.numpy() for x in xs]), (
+        out_t.detach().numpy(),
+        [t.grad.numpy() for t in ts],
+    )
 
 
 @pytest.mark.parametrize(
@@ -45,7 +47,9 @@ def test_matches_pytorch(kw, dtype):
     if mask == "bool":
         kw["attn_mask"] = rng.random((3, 4, 6)) > 0.3
     elif mask == "float":
-        kw["attn_mask"] = np.where(rng.random((4, 6)) > 0.3, rng.standard_normal((4, 6)), -np.inf).astype(dtype)
+        kw["attn_mask"] = np.where(
+            rng.random((4, 6)) > 0.3, rng.standard_normal((4, 6)), -np.inf
+        ).astype(dtype)
     upstream = rng.standard_normal((2, 3, 4, 3)).astype(dtype)
     (out, grads), (want, want_grads) = _both(arrays, upstream, **kw)
     assert out.dtype == dtype  # float32 stays float32
@@ -87,7 +91,8 @@ def test_double_backward_matches_pytorch():
     mask[:, 0] = True
     ts = [torch.tensor(a, requires_grad=True) for a in arrays]
     (gq,) = torch.autograd.grad(
-        TF.scaled_dot_product_attention(*ts, attn_mask=torch.tensor(mask)).pow(2).sum(), ts[0],
+        TF.scaled_dot_product_attention(*ts, attn_mask=torch.tensor(mask)).pow(2).sum(),
+        ts[0],
         create_graph=True,
     )
     want = torch.autograd.grad(gq.sum(), ts)
@@ -119,7 +124,9 @@ def test_dropout_is_seeded_and_drops_at_its_rate():
     td.manual_seed(5)
     first = F.scaled_dot_product_attention(q, k, v, dropout_p=0.25).numpy()
     td.manual_seed(5)
-    np.testing.assert_array_equal(F.scaled_dot_product_attention(q, k, v, dropout_p=0.25).numpy(), first)
+    np.testing.assert_array_equal(
+        F.scaled_dot_product_attention(q, k, v, dropout_p=0.25).numpy(), first
+    )
 
 
 def test_wrong_shapes_and_arguments_are_named():
@@ -128,7 +135,9 @@ def test_wrong_shapes_and_arguments_are_named():
         F.scaled_dot_product_attention(q, k[..., :4], v)
     with pytest.raises(ShapeError, match=r"key .* value .*same S"):
         F.scaled_dot_product_attention(q, k, v[..., :5, :])
-    with pytest.raises(ShapeError, match=r"attn_mask of shape \(4, 5\) does not broadcast.*\(2, 3, 4, 6\)"):
+    with pytest.raises(
+        ShapeError, match=r"attn_mask of shape \(4, 5\) does not broadcast.*\(2, 3, 4, 6\)"
+    ):
         F.scaled_dot_product_attention(q, k, v, attn_mask=np.ones((4, 5), bool))
     with pytest.raises(ShapeError, match="batch dimensions"):
         F.scaled_dot_product_attention(q, k[:1, :2], v[:1, :2])

@@ -45,7 +45,9 @@ def inputs(rng, batch_first, dtype, self_attention=False):
 def run(ours, theirs, arrays, dtype, upstream=None, **kw):
     """Forward (and backward with ``upstream``) through both; returns ((out, w, grads),
     (out, w, grads)), the grads of the inputs then of the parameters in state-dict order."""
-    kw = {k: v.astype(dtype) if getattr(v, "dtype", None) == np.float64 else v for k, v in kw.items()}
+    kw = {
+        k: v.astype(dtype) if getattr(v, "dtype", None) == np.float64 else v for k, v in kw.items()
+    }
     tkw = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
     same = arrays[0] is arrays[1]
     ts = [torch.tensor(a, requires_grad=True) for a in arrays[: 1 if same else 3]]
@@ -53,8 +55,10 @@ def run(ours, theirs, arrays, dtype, upstream=None, **kw):
     out_t, w_t = theirs(*(ts * 3 if same else ts), **tkw)
     out, w = ours(*(xs * 3 if same else xs), **kw)
     result = []
-    for o, wt, leaves, params in ((out_t, w_t, ts, list(theirs.parameters())),
-                                  (out, w, xs, list(ours.parameters()))):
+    for o, wt, leaves, params in (
+        (out_t, w_t, ts, list(theirs.parameters())),
+        (out, w, xs, list(ours.parameters())),
+    ):
         grads = []
         if upstream is not None:
             o.backward(type(o)(upstream) if o is out else torch.tensor(upstream))
@@ -92,7 +96,9 @@ def test_float32_outputs_and_weights_match_pytorch(batch_first, average, mask_ki
 @pytest.mark.parametrize("batch_first", [False, True])
 @pytest.mark.parametrize("self_attention", [False, True])
 @pytest.mark.parametrize("bias", [True, False])
-def test_float64_gradients_of_inputs_and_parameters_match_pytorch(batch_first, self_attention, bias):
+def test_float64_gradients_of_inputs_and_parameters_match_pytorch(
+    batch_first, self_attention, bias
+):
     rng = np.random.default_rng(2)
     ours, theirs = twin(np.float64, batch_first=batch_first, bias=bias)
     kpm, am = masks(rng, "bool")
@@ -134,8 +140,12 @@ def test_need_weights_false_unbatched_and_is_causal():
     want_o, want_w = theirs(*[torch.tensor(u)] * 3)
     got_o, got_w = ours(*[td.tensor(u)] * 3)
     assert got_o.shape == (L, E) and got_w.shape == (L, L)
-    np.testing.assert_allclose(got_o.detach().numpy(), want_o.detach().numpy(), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(got_w.detach().numpy(), want_w.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        got_o.detach().numpy(), want_o.detach().numpy(), rtol=1e-12, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        got_w.detach().numpy(), want_w.detach().numpy(), rtol=1e-12, atol=1e-12
+    )
 
 
 def test_dropout_acts_in_training_only():
@@ -167,11 +177,17 @@ def test_wrong_shapes_are_named():
     x = td.randn(N, L, E)
     with pytest.raises(ShapeError, match=r"MultiheadAttention: query must be .*got \(3, 5, 6\)"):
         m(td.randn(N, L, 6), x, x)
-    with pytest.raises(ShapeError, match=r"MultiheadAttention: key must have .*got key \(3, 5, 7\)"):
+    with pytest.raises(
+        ShapeError, match=r"MultiheadAttention: key must have .*got key \(3, 5, 7\)"
+    ):
         m(x, td.randn(N, L, 7), x)
-    with pytest.raises(ShapeError, match=r"key_padding_mask must have shape \(N, S\) = \(3, 5\), got \(3, 4\)"):
+    with pytest.raises(
+        ShapeError, match=r"key_padding_mask must have shape \(N, S\) = \(3, 5\), got \(3, 4\)"
+    ):
         m(x, x, x, key_padding_mask=np.zeros((N, 4), bool))
-    with pytest.raises(ShapeError, match=r"attn_mask must have shape \(L, S\) = \(5, 5\).*got \(4, 5\)"):
+    with pytest.raises(
+        ShapeError, match=r"attn_mask must have shape \(L, S\) = \(5, 5\).*got \(4, 5\)"
+    ):
         m(x, x, x, attn_mask=np.zeros((4, L), bool))
     with pytest.raises(ShapeError, match="differ in batch size"):
         m(x, td.randn(2, L, E), td.randn(2, L, E))

@@ -127,7 +127,9 @@ def block_reference(block, x):
     a = TF.scaled_dot_product_attention(*heads, is_causal=True).transpose(1, 2).reshape(N, T, D)
     x = x + TF.linear(a, p["attn.out_proj.weight"], p["attn.out_proj.bias"])
     h = TF.layer_norm(x, (D,), p["ln2.weight"], p["ln2.bias"])
-    return x + TF.linear(TF.gelu(TF.linear(h, p["fc1.weight"], p["fc1.bias"])), p["fc2.weight"], p["fc2.bias"])
+    return x + TF.linear(
+        TF.gelu(TF.linear(h, p["fc1.weight"], p["fc1.bias"])), p["fc2.weight"], p["fc2.bias"]
+    )
 
 
 def test_causal_block_matches_its_pytorch_formula_and_hides_the_future():
@@ -137,7 +139,9 @@ def test_causal_block_matches_its_pytorch_formula_and_hides_the_future():
     x = np.random.default_rng(5).standard_normal((N, T, D))
     with td.no_grad():
         out = block(td.tensor(x)).numpy()
-    np.testing.assert_allclose(out, block_reference(block, torch.tensor(x)).numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        out, block_reference(block, torch.tensor(x)).numpy(), rtol=1e-10, atol=1e-12
+    )
     changed = x.copy()
     changed[:, -1] += 1.0  # the last position must not affect the earlier ones
     with td.no_grad():
@@ -169,7 +173,7 @@ def test_sinusoidal_encoding_values_layouts_and_dtype():
     assert out.dtype == np.float64
     np.testing.assert_allclose(out.numpy(), x.transpose(1, 0, 2) + table[:4, None], rtol=1e-6)
     odd = nn.SinusoidalPositionalEncoding(5, max_len=3).pe.numpy()
-    assert odd.shape == (3, 5) and odd[1, 4] == np.float32(math.sin(1 / 10000 ** 0.8))
+    assert odd.shape == (3, 5) and odd[1, 4] == np.float32(math.sin(1 / 10000**0.8))
     with pytest.raises(ShapeError, match="sequence length 11 exceeds max_len 10"):
         pe(td.zeros(1, 11, 6))
     with pytest.raises(ShapeError, match=r"input must be \(N, T, C\) with C = 6"):
@@ -181,7 +185,9 @@ def test_learned_positional_embedding_adds_rows_and_gets_gradients():
     assert list(emb.state_dict()) == ["weight"] and emb.weight.shape == (8, 4)
     x = td.randn(2, 3, 4, requires_grad=True)
     out = emb(x)
-    np.testing.assert_allclose(out.detach().numpy(), x.detach().numpy() + emb.weight.detach().numpy()[:3])
+    np.testing.assert_allclose(
+        out.detach().numpy(), x.detach().numpy() + emb.weight.detach().numpy()[:3]
+    )
     out.sum().backward()
     grad = emb.weight.grad.numpy()
     np.testing.assert_array_equal(grad[:3], 2.0)  # each of the first 3 rows is used by 2 samples

@@ -2,8 +2,8 @@
 ``forward`` and ``backward`` side by side and a snake_case wrapper below it."""
 
 from .activation import *  # noqa: F401,F403
-from .attention import *  # noqa: F401,F403
 from .arithmetic import *  # noqa: F401,F403
+from .attention import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
 from .dropout import *  # noqa: F401,F403
 from .elementwise import *  # noqa: F401,F403

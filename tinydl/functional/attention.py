@@ -25,7 +25,9 @@ def _check_inputs(query, key, value):
         if not isinstance(t, Tensor):
             raise TypeError(f"{_OP}: {name} must be a Tensor, got {type(t).__name__}")
         if t.ndim < 2:
-            raise ShapeError(f"{_OP}: {name} must be at least 2-D (..., seq, features), got {t.shape}")
+            raise ShapeError(
+                f"{_OP}: {name} must be at least 2-D (..., seq, features), got {t.shape}"
+            )
         if t.dtype.kind != "f":
             raise DTypeError(f"{_OP}: {name} must be floating point, got dtype {t.dtype}")
     if query.shape[-1] != key.shape[-1]:

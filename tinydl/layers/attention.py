@@ -114,9 +114,15 @@ class MultiheadAttention(Module):
         if key.shape[:-1] != value.shape[:-1]:
             raise ShapeError(f"{_OP}: key {key.shape} and value {value.shape} differ in length")
         if query.ndim == 3:
-            nq, nk = (query.shape[0], key.shape[0]) if self.batch_first else (query.shape[1], key.shape[1])
+            nq, nk = (
+                (query.shape[0], key.shape[0])
+                if self.batch_first
+                else (query.shape[1], key.shape[1])
+            )
             if nq != nk:
-                raise ShapeError(f"{_OP}: query {query.shape} and key {key.shape} differ in batch size")
+                raise ShapeError(
+                    f"{_OP}: query {query.shape} and key {key.shape} differ in batch size"
+                )
 
     def _mask(self, key_padding_mask, attn_mask, n, L, S, dtype, xp):
         """The two masks merged into one additive mask broadcasting to (N, H, L, S), or None."""

@@ -34,7 +34,9 @@ def _activation(name_or_fn, owner: str):
     if callable(name_or_fn):
         return name_or_fn
     if name_or_fn not in _ACTIVATIONS:
-        raise ValueError(f"{owner}: activation must be 'relu', 'gelu' or a callable, got {name_or_fn!r}")
+        raise ValueError(
+            f"{owner}: activation must be 'relu', 'gelu' or a callable, got {name_or_fn!r}"
+        )
     return _ACTIVATIONS[name_or_fn]
 
 
@@ -136,7 +138,9 @@ class CausalSelfAttentionBlock(Module):
         if x.ndim != 3:
             raise ShapeError(f"CausalSelfAttentionBlock: x must be (N, T, d_model), got {x.shape}")
         h = self.ln1(x)
-        a = self.attn(h, h, h, key_padding_mask=key_padding_mask, need_weights=False, is_causal=True)[0]
+        a = self.attn(
+            h, h, h, key_padding_mask=key_padding_mask, need_weights=False, is_causal=True
+        )[0]
         x = x + self.dropout(a)
         return x + self.dropout(self.fc2(self.activation(self.fc1(self.ln2(x)))))
 
@@ -147,7 +151,9 @@ def _seq_len(owner, x, batch_first, max_len, d_model) -> int:
         raise ShapeError(f"{owner}: input must be {layout} with C = {d_model}, got {x.shape}")
     t = x.shape[1] if batch_first else x.shape[0]
     if t > max_len:
-        raise ShapeError(f"{owner}: sequence length {t} exceeds max_len {max_len} (input {x.shape})")
+        raise ShapeError(
+            f"{owner}: sequence length {t} exceeds max_len {max_len} (input {x.shape})"
+        )
     return t
 
 
@@ -182,7 +188,9 @@ class SinusoidalPositionalEncoding(Module):
         self.register_buffer("pe", Tensor.from_array(table), persistent=False)
 
     def forward(self, x):
-        t = _seq_len("SinusoidalPositionalEncoding", x, self.batch_first, self.max_len, self.d_model)
+        t = _seq_len(
+            "SinusoidalPositionalEncoding", x, self.batch_first, self.max_len, self.d_model
+        )
         pe = self.pe
         if pe.dtype != x.dtype or type(pe.data) is not type(x.data):
             xp = get_array_module(x.data)
