@@ -9,7 +9,13 @@ supports double backward. The entries live in four modules by topic.
 
 from __future__ import annotations
 
-from tests.hardening import op_table_math, op_table_nn, op_table_seq, op_table_shape
+from tests.hardening import (
+    op_table_attention,
+    op_table_math,
+    op_table_nn,
+    op_table_seq,
+    op_table_shape,
+)
 
 # Public names of tinydl.functional that have no gradient, and why; everything else needs an entry.
 NOT_DIFFERENTIABLE = {
@@ -19,6 +25,10 @@ NOT_DIFFERENTIABLE = {
 }
 
 ENTRIES = (
-    op_table_math.ENTRIES + op_table_shape.ENTRIES + op_table_nn.ENTRIES + op_table_seq.ENTRIES
+    op_table_math.ENTRIES
+    + op_table_shape.ENTRIES
+    + op_table_nn.ENTRIES
+    + op_table_seq.ENTRIES
+    + op_table_attention.ENTRIES
 )
 COVERED = {op.name for op in ENTRIES}
