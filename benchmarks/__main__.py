@@ -11,6 +11,7 @@ BENCHMARKS = {
     "kernels": "benchmarks.kernels",
     "overhead": "benchmarks.overhead",
     "serve": "benchmarks.serve_load",
+    "distributed": "benchmarks.distributed",
 }
 
 
