@@ -12,6 +12,7 @@ BENCHMARKS = {
     "overhead": "benchmarks.overhead",
     "serve": "benchmarks.serve_load",
     "distributed": "benchmarks.distributed",
+    "sequence": "benchmarks.sequence",
 }
 
 

@@ -143,3 +143,9 @@ def test_distributed_benchmark_times_every_configuration(capsys):
     for label in ("1 rank x 2 threads", "1 rank x 1 thread", "bucketed", "per array"):
         assert f"| {label}" in out or f"x 1 thread, {label}" in out, label
     assert "(1 calls)" in out and "10 Gb/s: N=2" in out
+
+
+def test_sequence_benchmark_prints_a_row_per_case(capsys):
+    assert bench_main(["sequence", "--cases", "transformer", "--steps", "1", "--warmup", "0", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| TransformerEncoderLayer(256, 8, 1024, dropout 0.1) | 789,760" in out
