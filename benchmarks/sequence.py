@@ -147,10 +147,9 @@ def main(argv=None) -> int:
                 ratio,
             ]
         )
-        print(
-            f"  {case}: tinydl {ours['rounds']} ms, torch {ref['rounds'] if ref else '-'} ms",
-            flush=True,
-        )
+        theirs = [round(m, 1) for m in ref["rounds"]] if ref else "-"
+        mine = [round(m, 1) for m in ours["rounds"]]
+        print(f"  {case}: tinydl {mine} ms, torch {theirs} ms", flush=True)
     headers = [
         "layer (batch_first)",
         "params",
