@@ -9,7 +9,7 @@ supports double backward. The entries live in three modules by topic.
 
 from __future__ import annotations
 
-from tests.hardening import op_table_math, op_table_nn, op_table_shape
+from tests.hardening import op_table_math, op_table_nn, op_table_rnn, op_table_shape
 
 # Public names of tinydl.functional that have no gradient, and why; everything else needs an entry.
 NOT_DIFFERENTIABLE = {
@@ -18,5 +18,7 @@ NOT_DIFFERENTIABLE = {
     "one_hot": "maps integer labels to an int64 encoding; integers have no gradient",
 }
 
-ENTRIES = op_table_math.ENTRIES + op_table_shape.ENTRIES + op_table_nn.ENTRIES
+ENTRIES = (
+    op_table_math.ENTRIES + op_table_shape.ENTRIES + op_table_nn.ENTRIES + op_table_rnn.ENTRIES
+)
 COVERED = {op.name for op in ENTRIES}

@@ -32,9 +32,7 @@ def rnn_relu_step(gi, h, w_hh, b_hh):
 def lstm_step(gi, state, w_hh, b_hh):
     """Gates i, f, g, o: ``c' = s(f) c + s(i) tanh(g)``, ``h' = s(o) tanh(c')``."""
     h, c = state
-    i, f, g, o = F.chunk(gi + F.linear(h, w_hh, b_hh), 4, dim=-1)
-    c = F.sigmoid(f) * c + F.sigmoid(i) * F.tanh(g)
-    return F.sigmoid(o) * F.tanh(c), c
+    return F.lstm_pointwise(gi + F.linear(h, w_hh, b_hh), c)
 
 
 def gru_step(gi, h, w_hh, b_hh):
