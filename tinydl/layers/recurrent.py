@@ -182,6 +182,10 @@ class _RNNBase(Module):
             outs = []
             for d, suffix in enumerate(self._suffixes):
                 w_ih, b_ih, w_hh, b_hh = self._weights(layer, suffix)
+                if b_hh is not None and self.mode != "GRU":
+                    # NOTE: b_hh is added once here, not at every step (GRU's b_hn sits inside
+                    # r * (W_hn h + b_hn), so GRU keeps it in the step).
+                    b_ih, b_hh = b_ih + b_hh, None
                 gi = F.linear(x, w_ih, b_ih)  # every time step in one GEMM
                 state = states[layer * self._dirs + d]
                 out, state = _run_direction(step, gi, state, w_hh, b_hh, valid, d == 1, pair)
