@@ -81,8 +81,13 @@ def run_both(ours, theirs, pair, x, h0, backend=None, **kw):
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("batch_first", [False, True])
 def test_state_dict_from_pytorch_float32(backend, name, bidirectional, batch_first):
-    kw = dict(input_size=3, hidden_size=4, num_layers=2, bidirectional=bidirectional,
-              batch_first=batch_first)
+    kw = dict(
+        input_size=3,
+        hidden_size=4,
+        num_layers=2,
+        bidirectional=bidirectional,
+        batch_first=batch_first,
+    )
     ours, theirs, pair = pair_of(KINDS[name], **kw)
     ours.to(backend.name)
     rng = np.random.default_rng(0)
@@ -97,8 +102,9 @@ def test_state_dict_from_pytorch_float32(backend, name, bidirectional, batch_fir
 @pytest.mark.parametrize("name", KINDS)
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_gradients_match_pytorch_float64(name, bidirectional):
-    kw = dict(input_size=3, hidden_size=4, num_layers=2, bidirectional=bidirectional,
-              batch_first=True)
+    kw = dict(
+        input_size=3, hidden_size=4, num_layers=2, bidirectional=bidirectional, batch_first=True
+    )
     ours, theirs, pair = pair_of(KINDS[name], torch.float64, **kw)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((3, 6, 3))
@@ -111,20 +117,23 @@ def test_gradients_match_pytorch_float64(name, bidirectional):
         np.testing.assert_allclose(o.grad.numpy(), t.grad.numpy(), rtol=1e-10, atol=1e-12)
     theirs_params = dict(theirs.named_parameters())
     for key, p in ours.named_parameters():
-        np.testing.assert_allclose(p.grad.numpy(), theirs_params[key].grad.numpy(), rtol=1e-10,
-                                   atol=1e-12, err_msg=key)
+        np.testing.assert_allclose(
+            p.grad.numpy(), theirs_params[key].grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=key
+        )
 
 
 def packed_reference(theirs, x, lens, h0, pair, batch_first):
     """PyTorch's answer for padded sequences: pack, run, pad back to the full length."""
     rnn = torch.nn.utils.rnn
     xt = torch.tensor(x, requires_grad=True)
-    packed = rnn.pack_padded_sequence(xt, torch.tensor(lens), batch_first=batch_first,
-                                      enforce_sorted=False)
+    packed = rnn.pack_padded_sequence(
+        xt, torch.tensor(lens), batch_first=batch_first, enforce_sorted=False
+    )
     hts = [torch.tensor(a) for a in h0]
     y, h = theirs(packed, tuple(hts) if pair else hts[0])
-    y, _ = rnn.pad_packed_sequence(y, batch_first=batch_first,
-                                   total_length=x.shape[1 if batch_first else 0])
+    y, _ = rnn.pad_packed_sequence(
+        y, batch_first=batch_first, total_length=x.shape[1 if batch_first else 0]
+    )
     return xt, [y, *h] if pair else [y, h]
 
 
@@ -133,8 +142,13 @@ def packed_reference(theirs, x, lens, h0, pair, batch_first):
 @pytest.mark.parametrize("batch_first", [False, True])
 @pytest.mark.parametrize("by", ["lengths", "mask"])
 def test_variable_lengths_match_packed_sequences(name, bidirectional, batch_first, by):
-    kw = dict(input_size=3, hidden_size=4, num_layers=2, bidirectional=bidirectional,
-              batch_first=batch_first)
+    kw = dict(
+        input_size=3,
+        hidden_size=4,
+        num_layers=2,
+        bidirectional=bidirectional,
+        batch_first=batch_first,
+    )
     ours, theirs, pair = pair_of(KINDS[name], torch.float64, **kw)
     rng = np.random.default_rng(2)
     lens = [4, 6, 1, 3]
@@ -175,15 +189,17 @@ def test_a_masked_step_in_the_middle_is_skipped():
     y_ref, (h_ref, c_ref) = m(td.tensor(np.delete(x, 2, axis=0)))
     np.testing.assert_allclose(h.detach().numpy(), h_ref.detach().numpy(), rtol=1e-12)
     np.testing.assert_allclose(c.detach().numpy(), c_ref.detach().numpy(), rtol=1e-12)
-    np.testing.assert_allclose(np.delete(y.detach().numpy(), 2, axis=0),
-                               y_ref.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(
+        np.delete(y.detach().numpy(), 2, axis=0), y_ref.detach().numpy(), rtol=1e-12
+    )
     assert not y.detach().numpy()[2].any()
 
 
 @pytest.mark.parametrize("name", KINDS)
 def test_unbatched_input_matches_pytorch(name):
-    ours, theirs, pair = pair_of(KINDS[name], input_size=3, hidden_size=2, num_layers=2,
-                                 bidirectional=True)
+    ours, theirs, pair = pair_of(
+        KINDS[name], input_size=3, hidden_size=2, num_layers=2, bidirectional=True
+    )
     rng = np.random.default_rng(4)
     x = rng.standard_normal((5, 3)).astype(np.float32)
     h0 = states(rng, pair, (4, 2), np.float32)
@@ -216,8 +232,9 @@ def test_cells_match_pytorch(name, batched, with_hx):
         np.testing.assert_allclose(o.grad.numpy(), t.grad.numpy(), rtol=1e-10, atol=1e-12)
     theirs_params = dict(theirs.named_parameters())
     for key, p in ours.named_parameters():
-        np.testing.assert_allclose(p.grad.numpy(), theirs_params[key].grad.numpy(), rtol=1e-10,
-                                   atol=1e-12, err_msg=key)
+        np.testing.assert_allclose(
+            p.grad.numpy(), theirs_params[key].grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=key
+        )
 
 
 @pytest.mark.parametrize("name", KINDS)
@@ -273,8 +290,12 @@ def _sequence_case(data):
     m = ours_cls(size, hidden, bidirectional=bidirectional, dtype=np.float64, **extra)
     rng = np.random.default_rng(0)
     x = td.tensor(rng.standard_normal((seq, batch, size)), requires_grad=True)
-    h0 = [td.tensor(rng.standard_normal(((2 if bidirectional else 1), batch, hidden)),
-                    requires_grad=True) for _ in range(2 if pair else 1)]
+    h0 = [
+        td.tensor(
+            rng.standard_normal(((2 if bidirectional else 1), batch, hidden)), requires_grad=True
+        )
+        for _ in range(2 if pair else 1)
+    ]
     return m, x, h0, lengths, pair
 
 
@@ -309,28 +330,43 @@ def test_cell_gradgradcheck(name):
 def test_errors_name_the_layer_argument_and_shapes():
     m = nn.LSTM(3, 4, num_layers=2, batch_first=True)
     x = td.randn(2, 5, 3)
-    with pytest.raises(td.ShapeError, match=r"LSTM: input has 6 features \(shape \(2, 5, 6\)\) "
-                                            r"but input_size is 3"):
+    with pytest.raises(
+        td.ShapeError,
+        match=r"LSTM: input has 6 features \(shape \(2, 5, 6\)\) "
+        r"but input_size is 3",
+    ):
         m(td.randn(2, 5, 6))
     with pytest.raises(td.ShapeError, match=r"LSTM: input must be 3-D \(batch, seq, features\)"):
         m(td.randn(2, 2, 5, 3))
-    with pytest.raises(td.ShapeError, match=r"LSTM: hx \(c_0\) must have shape \(2, 2, 4\), "
-                                            r"got \(2, 3, 4\)"):
+    with pytest.raises(
+        td.ShapeError,
+        match=r"LSTM: hx \(c_0\) must have shape \(2, 2, 4\), "
+        r"got \(2, 3, 4\)",
+    ):
         m(x, (td.zeros(2, 2, 4), td.zeros(2, 3, 4)))
     with pytest.raises(TypeError, match="LSTM: hx must be a pair"):
         m(x, td.zeros(2, 2, 4))
-    with pytest.raises(td.ShapeError, match=r"GRU: hx \(h_0\) must have shape \(1, 2, 4\), "
-                                            r"got \(2, 4\)"):
+    with pytest.raises(
+        td.ShapeError,
+        match=r"GRU: hx \(h_0\) must have shape \(1, 2, 4\), "
+        r"got \(2, 4\)",
+    ):
         nn.GRU(3, 4)(td.randn(5, 2, 3), td.zeros(2, 4))
     with pytest.raises(ValueError, match=r"LSTM: lengths must lie in \[0, 5\].*max 6"):
         m(x, lengths=[6, 2])
-    with pytest.raises(td.ShapeError, match=r"LSTM: lengths must be 1-D .* \(2,\), got shape "
-                                            r"\(3,\)"):
+    with pytest.raises(
+        td.ShapeError,
+        match=r"LSTM: lengths must be 1-D .* \(2,\), got shape "
+        r"\(3,\)",
+    ):
         m(x, lengths=[1, 2, 3])
     with pytest.raises(td.DTypeError, match="LSTM: lengths must be integers"):
         m(x, lengths=[1.0, 2.0])
-    with pytest.raises(td.ShapeError, match=r"LSTM: mask must have shape \(batch, seq\) = "
-                                            r"\(2, 5\), got \(5, 2\)"):
+    with pytest.raises(
+        td.ShapeError,
+        match=r"LSTM: mask must have shape \(batch, seq\) = "
+        r"\(2, 5\), got \(5, 2\)",
+    ):
         m(x, mask=np.ones((5, 2), bool))
     with pytest.raises(td.DTypeError, match="LSTM: mask must be a bool array"):
         m(x, mask=np.ones((2, 5)))
@@ -341,11 +377,17 @@ def test_errors_name_the_layer_argument_and_shapes():
 
 
 def test_cell_and_constructor_errors():
-    with pytest.raises(td.ShapeError, match=r"GRUCell: input must be \(batch, 3\) or \(3,\).*"
-                                            r"got shape \(2, 4\)"):
+    with pytest.raises(
+        td.ShapeError,
+        match=r"GRUCell: input must be \(batch, 3\) or \(3,\).*"
+        r"got shape \(2, 4\)",
+    ):
         nn.GRUCell(3, 4)(td.randn(2, 4))
-    with pytest.raises(td.ShapeError, match=r"LSTMCell: hx\[1\] \(c\) must have shape \(2, 4\), "
-                                            r"got \(4,\)"):
+    with pytest.raises(
+        td.ShapeError,
+        match=r"LSTMCell: hx\[1\] \(c\) must have shape \(2, 4\), "
+        r"got \(4,\)",
+    ):
         nn.LSTMCell(3, 4)(td.randn(2, 3), (td.zeros(2, 4), td.zeros(4)))
     with pytest.raises(ValueError, match="RNNCell: nonlinearity must be 'tanh' or 'relu'"):
         nn.RNNCell(3, 4, nonlinearity="gelu")

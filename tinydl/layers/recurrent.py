@@ -188,7 +188,10 @@ class _RNNBase(Module):
                     b_ih, b_hh = b_ih + b_hh, None
                 gi = F.linear(x, w_ih, b_ih)  # every time step in one GEMM
                 state = states[layer * self._dirs + d]
-                out, state = _run_direction(step, gi, state, w_hh, b_hh, valid, d == 1, pair)
+                if self.mode == "LSTM":  # the fused loop (b_hh is in gi)
+                    out, *state = F.lstm_sequence(gi, *state, w_hh, valid, d == 1)
+                else:
+                    out, state = _run_direction(step, gi, state, w_hh, b_hh, valid, d == 1, pair)
                 outs.append(out)
                 finals.append(state)
             x = outs[0] if len(outs) == 1 else F.cat(outs, dim=-1)
