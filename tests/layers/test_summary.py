@@ -43,7 +43,7 @@ def test_lenet5_rows_totals_and_table():
     text = str(s)
     for line in (
         "Total params: 61,706",
-        "Total mult-adds: 416,520 (Linear, Conv2d, attention)",
+        "Total mult-adds: 416,520 (Linear, Conv2d, attention, recurrent)",
         "Output shape: (1, 10)",
     ):
         assert line in text, text
@@ -190,3 +190,12 @@ def test_attention_and_embedding_are_counted():
     assert rows["self_attn.out_proj"]["mult_adds"] == 10 * 16 * 16
     emb = td.summary(td.layers.Embedding(10, 4), (2, 3), dtype=td.int64).to_dict()
     assert emb["layers"][0]["mult_adds"] == 0 and emb["output_shape"] == (2, 3, 4)
+
+
+def test_recurrent_layers_are_counted():
+    lstm = td.layers.LSTM(8, 16, num_layers=2, bidirectional=True, batch_first=True)
+    row = td.summary(lstm, (3, 5, 8)).to_dict()["layers"][0]
+    per_step = 2 * (4 * 16 * (8 + 16)) + 2 * (4 * 16 * (32 + 16))  # 2 layers, 2 directions
+    assert row["mult_adds"] == 3 * 5 * per_step
+    cell = td.summary(td.layers.GRUCell(8, 16), (4, 8)).to_dict()["layers"][0]
+    assert cell["mult_adds"] == 4 * 3 * 16 * (8 + 16)

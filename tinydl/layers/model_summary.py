@@ -1,8 +1,8 @@
 """``summary(model, input_shape)``: a table of a model's layers, made with forward hooks.
 
 One dummy forward (zeros, under ``no_grad``, in eval mode) records each sub-module's output shape.
-The parameter counts come from the model; multiply-adds are counted for ``Linear``, ``Conv2d``
-and attention (exactly, formulas at ``mult_adds``) and are 0 for layers without parameters.
+The parameter counts come from the model; multiply-adds are counted for ``Linear``, ``Conv2d``,
+attention and recurrent layers (exactly, formulas at ``mult_adds``) and are 0 for layers without parameters.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from .attention import MultiheadAttention
 from .conv import Conv2d
 from .embedding import Embedding
 from .linear import Linear
+from .recurrent import GRU, LSTM, RNN
+from .recurrent_cells import GRUCell, LSTMCell, RNNCell
 
 __all__ = ["summary", "Summary"]
 
@@ -104,6 +106,8 @@ def mult_adds(module, output_shape, input_shapes=()) -> int | None:
     - ``MultiheadAttention`` (query ``N*L`` rows, key/value ``N*S``, width ``E``): the input
       projections ``N*L*E*E + 2*N*S*E*E`` and the two attention products ``2*N*L*S*E`` (its
       ``out_proj`` is a ``Linear`` row of its own);
+    - ``RNN``/``LSTM``/``GRU`` and their cells: every input row (a time step of a sequence)
+      times the sizes of all ``weight_ih*`` and ``weight_hh*`` (each gate's two products);
     - ``Embedding``: 0 (a lookup);
     - a module with no parameters of its own: 0 (activations, pooling, reshapes and containers:
       element-wise work is not counted, a container's layers are counted on their own rows);
@@ -117,9 +121,15 @@ def mult_adds(module, output_shape, input_shapes=()) -> int | None:
         return math.prod(output_shape) * (module.in_channels // module.groups) * kh * kw
     if isinstance(module, MultiheadAttention) and len(input_shapes) >= 2:
         return _attention_mult_adds(module, *input_shapes[:2])
+    if isinstance(module, _RECURRENT) and input_shapes:
+        weights = (p for n, p in module.named_parameters() if n.startswith("weight_"))
+        return math.prod(input_shapes[0][:-1]) * sum(p.numel() for p in weights)
     if isinstance(module, Embedding) or next(iter(module.parameters(recurse=False)), None) is None:
         return 0
     return None
+
+
+_RECURRENT = (RNN, LSTM, GRU, RNNCell, LSTMCell, GRUCell)
 
 
 def _attention_mult_adds(module, query: tuple, key: tuple) -> int:
@@ -156,7 +166,7 @@ class Summary:
 
     @property
     def total_mult_adds(self) -> int:
-        """Sum over the rows (Linear, Conv2d, attention; the rest count 0 or are not counted)."""
+        """Sum over the rows (Linear, Conv2d, attention, recurrent; the rest count 0 or are not counted)."""
         return sum(r["mult_adds"] or 0 for r in self.layers)
 
     @property
@@ -214,7 +224,7 @@ class Summary:
             f"Total params: {self.total_params:,}",
             f"Trainable params: {self.trainable_params:,}",
             f"Non-trainable params: {self.total_params - self.trainable_params:,}",
-            f"Total mult-adds: {self.total_mult_adds:,} (Linear, Conv2d, attention){uncounted}",
+            f"Total mult-adds: {self.total_mult_adds:,} (Linear, Conv2d, attention, recurrent){uncounted}",
             f"Output shape: {_fmt_shape(self.output_shape)}",
             f"Input size: {_fmt_bytes(self.input_bytes)}",
             f"Activation memory (leaf layer outputs, approx.): {_fmt_bytes(self.activation_bytes)}",
