@@ -27,7 +27,8 @@ from ..tensor import manual_seed
 
 __all__ = [
     "VOCAB", "STOI", "IGNORE", "split_words", "encode", "decode", "context_windows",
-    "padded_sequences", "build_model", "model_data", "train", "evaluate", "sample",
+    "padded_sequences", "build_model", "model_data", "train", "evaluate", "sample", "RECIPES",
+    "fit",
 ]  # fmt: skip
 
 VOCAB = "." + "abcdefghijklmnopqrstuvwxyz"
@@ -186,3 +187,45 @@ def sample(model, n: int, *, seed: int = 0, temperature: float = 1.0, max_len: i
                 break
     start = window if is_mlp else 1
     return [decode(row[start:]).split(".")[0] for row in seqs]
+
+
+# NOTE: sized so that each trains in about 5 minutes on two shared CPU cores on all the names
+# (benchmarks/RESULTS.md); the batch of the MLP counts characters, the others' count words
+# (about 7 characters each).
+RECIPES = {
+    "mlp": {"sizes": {"block_size": 3, "n_embd": 10, "n_hidden": 200},
+            "steps": 30000, "batch_size": 64, "lr": 1e-2, "weight_decay": 0.01},
+    "lstm": {"sizes": {"n_embd": 32, "hidden_size": 128},
+             "steps": 3000, "batch_size": 32, "lr": 3e-3, "weight_decay": 0.01},
+    "transformer": {"sizes": {"n_embd": 64, "n_head": 4, "n_layer": 2, "dropout": 0.1},
+                    "steps": 3000, "batch_size": 32, "lr": 3e-3, "weight_decay": 0.01},
+}  # fmt: skip
+
+
+def fit(kind: str, train_words, val_words, *, steps: int | None = None, seed: int = 0,
+        seq_len: int | None = None, log_every: int = 0, log=print, **overrides):  # fmt: skip
+    """Build ``kind`` with its ``RECIPES`` entry (``overrides`` replace its keys), train it on
+    ``train_words`` and measure it; returns ``(model, record)`` with the losses in nats/char,
+    the parameter count and the training seconds. ``seq_len`` (default: the longest of these
+    words + 1) bounds the words the transformer can score later."""
+    recipe = {**RECIPES[kind], **overrides}
+    seq_len = seq_len or max(map(len, [*train_words, *val_words])) + 1
+    manual_seed(seed)
+    model = build_model(kind, seq_len, **recipe["sizes"])
+    train_xy, val_xy = model_data(model, train_words, seq_len), model_data(model, val_words)
+    start = time.perf_counter()
+    history = train(model, *train_xy, steps=steps or recipe["steps"], seed=seed,
+                    batch_size=recipe["batch_size"], lr=recipe["lr"],
+                    weight_decay=recipe["weight_decay"], val=val_xy, log_every=log_every,
+                    log=log)  # fmt: skip
+    seconds = time.perf_counter() - start
+    record = {
+        "model": kind,
+        "parameters": sum(int(p.data.size) for p in model.parameters()),
+        "steps": steps or recipe["steps"],
+        "seconds": seconds,
+        "train_loss": evaluate(model, *train_xy),
+        "val_loss": evaluate(model, *val_xy),
+        "history": history,
+    }
+    return model, record
