@@ -47,7 +47,7 @@ def main():
               f"test loss {test_loss:.4f} nats/char ({r['parameters']} parameters, "
               f"{r['steps']} steps, {r['seconds']:.1f} s)")  # fmt: skip
         names = charlm.sample(model, args.samples, seed=args.seed, temperature=args.temperature)
-        print(f"{kind} samples: {' '.join(names)}")
+        print(f"{kind} samples: {', '.join(names)}")
 
 
 if __name__ == "__main__":
