@@ -15,7 +15,7 @@ def _ids(*shape, seed=0):
     return td.Tensor.from_array(np.random.default_rng(seed).integers(0, V, shape))
 
 
-@pytest.mark.parametrize("kind", ["mlp", "transformer"])
+@pytest.mark.parametrize("kind", ["mlp", "lstm", "transformer"])
 def test_shapes_and_gradients(kind):
     td.manual_seed(0)
     model = nn.CHAR_MODELS[kind](V)
@@ -38,9 +38,11 @@ def test_mlp_is_embedding_concat_tanh_linear():
     np.testing.assert_allclose(m(td.Tensor.from_array(x)).data, want, rtol=1e-5, atol=1e-5)
 
 
-def test_transformer_is_causal():
+@pytest.mark.parametrize("kind", ["lstm", "transformer"])
+def test_sequence_models_are_causal(kind):
     td.manual_seed(0)
-    model = nn.CharTransformer(V, block_size=8, n_embd=16, n_head=2, n_layer=2).eval()
+    sizes = {"n_embd": 16, "n_head": 2, "n_layer": 2, "block_size": 8}
+    model = (nn.CharLSTM(V, 8, 16) if kind == "lstm" else nn.CharTransformer(V, **sizes)).eval()
     a = _ids(2, 8, seed=3).numpy()
     b = a.copy()
     b[:, 5:] = (b[:, 5:] + 1) % V  # change the future only

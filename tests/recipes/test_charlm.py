@@ -52,7 +52,7 @@ def _uniform(model):
     return model
 
 
-@pytest.mark.parametrize("kind", ["mlp", "transformer"])
+@pytest.mark.parametrize("kind", ["mlp", "lstm", "transformer"])
 def test_a_uniform_model_scores_log_27_nats_per_char(kind):
     td.manual_seed(0)
     model = _uniform(charlm.build_model(kind, seq_len=9))
@@ -70,12 +70,17 @@ def test_evaluate_averages_over_characters_not_batches():
     assert not np.isclose(np.mean(per_word), whole, rtol=1e-4)
 
 
-@pytest.mark.parametrize("kind", ["mlp", "transformer"])
+SMALL = {
+    "mlp": {},
+    "lstm": {"sizes": {"n_embd": 16, "hidden_size": 64, "dropout": 0.0}, "lr": 2e-2},
+    "transformer": {"sizes": {"n_embd": 32, "n_head": 2, "n_layer": 1, "dropout": 0.0}, "lr": 1e-2},
+}
+
+
+@pytest.mark.parametrize("kind", ["mlp", "lstm", "transformer"])
 def test_fit_learns_the_words(kind):
-    small = {"sizes": {"n_embd": 32, "n_head": 2, "n_layer": 1, "dropout": 0.0}, "lr": 1e-2}
     steps = 150 if kind == "mlp" else 60
-    model, r = charlm.fit(kind, WORDS, WORDS[:3], steps=steps, seed=0,
-                          **({} if kind == "mlp" else small))  # fmt: skip
+    model, r = charlm.fit(kind, WORDS, WORDS[:3], steps=steps, seed=0, **SMALL[kind])
     assert r["train_loss"] < 1.2 < math.log(27)  # memorised, far below the uniform 3.30
     assert r["parameters"] == sum(p.data.size for p in model.parameters())
     assert r["steps"] == steps and r["history"] == []

@@ -9,6 +9,7 @@ vocab_size)``: at every position the logits of the character that follows it.
 from __future__ import annotations
 
 from ..errors import ShapeError
+from .activation import Dropout
 from .container import ModuleList
 from .embedding import Embedding
 from .linear import Linear
@@ -46,20 +47,28 @@ class CharMLP(Module):
 
 
 class CharLSTM(Module):
-    """Embedding -> ``num_layers`` LSTM layers (batch first) -> linear logits per position.
-    ``(N, T)`` ids -> ``(N, T, vocab_size)``."""
+    """Embedding -> ``num_layers`` LSTM layers (batch first) -> dropout -> linear logits per
+    position. ``(N, T)`` ids -> ``(N, T, vocab_size)``."""
 
-    def __init__(self, vocab_size: int, n_embd: int = 32, hidden_size: int = 128, num_layers=1):
+    def __init__(
+        self,
+        vocab_size: int,
+        n_embd: int = 32,
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         from .recurrent import LSTM  # the rnn branch's layer; imported here until it lands
 
         self.embed = Embedding(vocab_size, n_embd)
         self.lstm = LSTM(n_embd, hidden_size, num_layers=num_layers, batch_first=True)
+        self.drop = Dropout(dropout)
         self.out = Linear(hidden_size, vocab_size)
 
     def forward(self, x):
         _ids("CharLSTM", x, 2, "(N, T)")
-        return self.out(self.lstm(self.embed(x))[0])
+        return self.out(self.drop(self.lstm(self.embed(x))[0]))
 
 
 class CharTransformer(Module):

@@ -195,9 +195,9 @@ def sample(model, n: int, *, seed: int = 0, temperature: float = 1.0, max_len: i
 RECIPES = {
     "mlp": {"sizes": {"block_size": 3, "n_embd": 10, "n_hidden": 200},
             "steps": 30000, "batch_size": 64, "lr": 1e-2, "weight_decay": 0.01},
-    "lstm": {"sizes": {"n_embd": 32, "hidden_size": 128},
+    "lstm": {"sizes": {"n_embd": 32, "hidden_size": 128, "dropout": 0.3},
              "steps": 3000, "batch_size": 32, "lr": 3e-3, "weight_decay": 0.01},
-    "transformer": {"sizes": {"n_embd": 64, "n_head": 4, "n_layer": 2, "dropout": 0.1},
+    "transformer": {"sizes": {"n_embd": 64, "n_head": 4, "n_layer": 2, "dropout": 0.2},
                     "steps": 3000, "batch_size": 32, "lr": 3e-3, "weight_decay": 0.01},
 }  # fmt: skip
 
