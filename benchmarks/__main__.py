@@ -11,6 +11,8 @@ BENCHMARKS = {
     "kernels": "benchmarks.kernels",
     "overhead": "benchmarks.overhead",
     "serve": "benchmarks.serve_load",
+    "distributed": "benchmarks.distributed",
+    "sequence": "benchmarks.sequence",
 }
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from . import common
 
 STEPS_PER_EPOCH = 469  # ceil(60000 / 128)
-MODEL_NAMES = ("mlp", "lenet", "cnn", "resnet")
+MODEL_NAMES = ("mlp", "lenet", "cnn", "resnet", "vgg")
 LR = 2e-3  # tinydl train's default
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 DESCRIPTION = "ms per training step, s per epoch and img/s of each model, tinydl vs PyTorch"
@@ -224,7 +224,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--models",
         default=",".join(MODEL_NAMES),
-        help="comma-separated subset of mlp,lenet,cnn,resnet (default: all)",
+        help="comma-separated subset of mlp,lenet,cnn,resnet,vgg (default: all)",
     )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument(

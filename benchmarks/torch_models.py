@@ -27,6 +27,7 @@ __all__ = [
     "MnistCNN",
     "BasicBlock",
     "ResNetSmall",
+    "VGGSmall",
     "TORCH_MODELS",
     "load_tinydl_state",
 ]
@@ -133,7 +134,37 @@ class ResNetSmall(nn.Module):
         return self.fc(x.flatten(1))
 
 
-TORCH_MODELS = {"mlp": MLP, "lenet": LeNet5, "cnn": MnistCNN, "resnet": ResNetSmall}
+class VGGSmall(nn.Sequential):
+    """Stages of 3x3 conv-BN-ReLU layers, each ending in a 2x2 max-pool, then a classifier."""
+
+    def __init__(
+        self,
+        num_classes=10,
+        in_channels=1,
+        widths=(32, 64, 128),
+        convs_per_stage=2,
+        hidden=256,
+        dropout=0.5,
+        image_size=28,
+    ):
+        layers, cin = [], in_channels
+        for cout in widths:
+            for _ in range(convs_per_stage):
+                layers += _conv_bn_relu(cin, cout)
+                cin = cout
+            layers.append(nn.MaxPool2d(2))
+            image_size //= 2
+        layers += [nn.Flatten(), nn.Linear(cin * image_size * image_size, hidden), nn.ReLU()]
+        super().__init__(*layers, nn.Dropout(dropout), nn.Linear(hidden, num_classes))
+
+
+TORCH_MODELS = {
+    "mlp": MLP,
+    "lenet": LeNet5,
+    "cnn": MnistCNN,
+    "resnet": ResNetSmall,
+    "vgg": VGGSmall,
+}
 
 
 def load_tinydl_state(twin: nn.Module, state_dict) -> nn.Module:

@@ -9,6 +9,7 @@ torch = pytest.importorskip(
 )
 
 import tinydl as td  # noqa: E402
+from benchmarks.epoch import MODEL_NAMES  # noqa: E402
 from benchmarks.torch_models import TORCH_MODELS, load_tinydl_state  # noqa: E402
 from tinydl.layers import MODELS  # noqa: E402
 
@@ -26,6 +27,7 @@ def _randomize_buffers(model, rng):
 
 def test_twins_cover_the_zoo():
     assert sorted(TORCH_MODELS) == NAMES
+    assert sorted(MODEL_NAMES) == NAMES  # the epoch and data-pipeline benchmarks step them all
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -132,3 +132,20 @@ def test_data_pipeline_times_every_transform_pipeline():
     names = [f"tinydl {name} (.batch alone)" for name in data_pipeline.transform_pipelines()]
     assert sorted(rows) == sorted(names)
     assert all(r["n"] == 1 and r["ms"] > 0 for r in rows.values())
+
+
+def test_distributed_benchmark_times_every_configuration(capsys):
+    pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install 'tinydl[mpi]')")
+    if not Path(sys.executable).with_name("mpiexec").exists():
+        pytest.skip(f"no mpiexec beside {sys.executable} (the mpich wheel of the mpi extra)")
+    assert bench_main(["distributed", "--steps", "1", "--warmup", "0", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    for label in ("1 rank x 2 threads", "1 rank x 1 thread", "bucketed", "per array"):
+        assert f"| {label}" in out or f"x 1 thread, {label}" in out, label
+    assert "(1 calls)" in out and "10 Gb/s: N=2" in out
+
+
+def test_sequence_benchmark_prints_a_row_per_case(capsys):
+    assert bench_main(["sequence", "--cases", "transformer", "--steps", "1", "--warmup", "0", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| TransformerEncoderLayer(256, 8, 1024, dropout 0.1) | 789,760" in out

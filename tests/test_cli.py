@@ -141,7 +141,7 @@ def test_resume_refuses_a_different_plan(run_dir):
 @pytest.mark.parametrize(
     "args,needle",
     [
-        (["train", "--model", "vgg"], "invalid choice"),
+        (["train", "--model", "alexnet"], "invalid choice"),
         (["train", "--epochs", "0"], "--epochs must be positive"),
         (["evaluate", "/no/such/run"], "no checkpoint"),
         (["predict", "/no/such/run", "x.png"], "no checkpoint"),
@@ -154,6 +154,15 @@ def test_bad_input_is_one_line_without_traceback(args, needle):
     assert r.returncode != 0
     assert needle in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_train_offers_every_zoo_model():
+    from tinydl.cli import _parser
+    from tinydl.layers import MODELS
+
+    (commands,) = [a for a in _parser()._actions if a.dest == "command"]
+    (model,) = [a for a in commands.choices["train"]._actions if a.dest == "model"]
+    assert sorted(model.choices) == sorted(MODELS)
 
 
 def _has_mnist() -> bool:

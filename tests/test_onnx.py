@@ -14,7 +14,13 @@ from tinydl import layers as nn
 onnx = pytest.importorskip("onnx", reason='needs the onnx extra: pip install "tinydl[onnx]"')
 ort = pytest.importorskip("onnxruntime", reason='needs the onnx extra: pip install "tinydl[onnx]"')
 
-ZOO = {"mlp": nn.MLP, "lenet": nn.LeNet5, "cnn": nn.MnistCNN, "resnet": nn.ResNetSmall}
+ZOO = {
+    "mlp": nn.MLP,
+    "lenet": nn.LeNet5,
+    "cnn": nn.MnistCNN,
+    "resnet": nn.ResNetSmall,
+    "vgg": nn.VGGSmall,
+}
 
 
 def _randomized(model, seed=0):

@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
         help="mnist, fashion-mnist, or a folder with train/ and test/ holding one sub-folder of "
         "images per class (read as grayscale, resized to 28x28; default: mnist)",
     )
-    t.add_argument("--model", choices=["mlp", "lenet", "cnn", "resnet"], default="cnn")
+    t.add_argument("--model", choices=["mlp", "lenet", "cnn", "resnet", "vgg"], default="cnn")
     t.add_argument("--epochs", type=int, default=3)
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument(

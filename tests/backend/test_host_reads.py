@@ -137,6 +137,7 @@ MODELS = {
     "mlp": (lambda: nn.MLP(), (8, 1, 28, 28)),
     "lenet": (lambda: nn.LeNet5(), (4, 1, 28, 28)),
     "cnn": (lambda: nn.MnistCNN(), (2, 1, 28, 28)),
+    "vgg": (lambda: nn.VGGSmall(widths=(8, 16, 32), hidden=16), (2, 1, 28, 28)),
     "layernorm": (
         lambda: nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.LayerNorm(12), nn.GELU(),
                               nn.Dropout(0.3), nn.Linear(12, 10)),

@@ -16,8 +16,9 @@ from tests.distributed.mpi import WORKERS, check, mpirun
 
 
 @pytest.mark.parametrize("world", [2, 3])
-def test_collectives_on_ranks(world):
-    out = check(mpirun(world, [str(WORKERS / "collectives.py")])).stdout
+def test_collectives_on_ranks(world, tmp_path):
+    out = check(mpirun(world, [str(WORKERS / "collectives.py"), str(tmp_path)])).stdout
+    assert out.count("printed by rank 0 only") == 1
     # NOTE: the ranks' lines may interleave in the one pipe
     assert sorted(re.findall(r"rank \d+: ok", out)) == [f"rank {r}: ok" for r in range(world)]
 

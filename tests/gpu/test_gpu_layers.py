@@ -17,6 +17,10 @@ MODELS = {
     "lenet5": (lambda: nn.LeNet5(num_classes=4), (3, 1, 28, 28)),
     "mnist_cnn": (lambda: nn.MnistCNN(width=4, hidden=8, dropout=0.0), (4, 1, 28, 28)),
     "resnet_small": (lambda: nn.ResNetSmall(num_classes=3, width=4), (2, 1, 16, 16)),
+    "vgg_small": (
+        lambda: nn.VGGSmall(num_classes=3, widths=(4, 8), hidden=8, dropout=0.0, image_size=16),
+        (2, 1, 16, 16),
+    ),
 }
 
 

@@ -13,6 +13,7 @@ from tests.hardening import (
     op_table_attention,
     op_table_math,
     op_table_nn,
+    op_table_rnn,
     op_table_seq,
     op_table_shape,
 )
@@ -30,5 +31,6 @@ ENTRIES = (
     + op_table_nn.ENTRIES
     + op_table_seq.ENTRIES
     + op_table_attention.ENTRIES
+    + op_table_rnn.ENTRIES
 )
 COVERED = {op.name for op in ENTRIES}

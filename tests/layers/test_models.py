@@ -35,6 +35,20 @@ def test_parameter_counts_match_pytorch():
     assert nn.MLP().num_parameters() == sum(p.numel() for p in mlp.parameters())
 
 
+def test_vgg_small_follows_its_kwargs():
+    td.manual_seed(0)
+    model = nn.VGGSmall(num_classes=5, in_channels=3, widths=(8, 16), convs_per_stage=3,
+                        hidden=12, image_size=32)  # fmt: skip
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [
+        (3, 8), (8, 8), (8, 8), (8, 16), (16, 16), (16, 16)]  # fmt: skip
+    assert all(c.kernel_size == (3, 3) and c.padding == (1, 1) for c in convs)
+    assert sum(isinstance(m, nn.MaxPool2d) for m in model.modules()) == 2
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert [lin.weight.shape for lin in linears] == [(12, 16 * 8 * 8), (5, 12)]
+    assert model(td.randn(2, 3, 32, 32)).shape == (2, 5)
+
+
 def test_small_cnn_learns_a_toy_problem(backend):
     # bright top half vs bright bottom half: a CNN must get this right in a few steps
     td.manual_seed(0)

@@ -43,7 +43,7 @@ def test_lenet5_rows_totals_and_table():
     text = str(s)
     for line in (
         "Total params: 61,706",
-        "Total mult-adds: 416,520 (Linear and Conv2d)",
+        "Total mult-adds: 416,520 (Linear, Conv2d, attention)",
         "Output shape: (1, 10)",
     ):
         assert line in text, text
@@ -180,3 +180,13 @@ def test_frozen_parameters_are_not_trainable():
     s = td.summary(model, (1, 1, 28, 28))
     assert s.trainable_params == 61_706 - 156
     assert "Non-trainable params: 156" in str(s)
+
+
+def test_attention_and_embedding_are_counted():
+    layer = td.layers.TransformerEncoderLayer(16, 4, 32, batch_first=True)
+    rows = {r["name"]: r for r in td.summary(layer, (2, 5, 16)).to_dict()["layers"]}
+    # in-proj of q, k, v (10 rows of 16 -> 16 each) + scores and weighted values (10 x 5 x 16 each)
+    assert rows["self_attn"]["mult_adds"] == 3 * 10 * 16 * 16 + 2 * 10 * 5 * 16
+    assert rows["self_attn.out_proj"]["mult_adds"] == 10 * 16 * 16
+    emb = td.summary(td.layers.Embedding(10, 4), (2, 3), dtype=td.int64).to_dict()
+    assert emb["layers"][0]["mult_adds"] == 0 and emb["output_shape"] == (2, 3, 4)

@@ -10,52 +10,19 @@ Run with ``mpiexec -n 4 python -m mpi4py script.py`` (``-m mpi4py``: an error on
 the job). Alone (``python script.py``) the same script runs as a world of one process.
 """
 
+from . import group, utils
 from .callbacks import GlobalTrainMetrics
 from .ddp import DistributedDataParallel
-from .group import (
-    abort,
-    all_reduce,
-    barrier,
-    broadcast,
-    get_local_rank,
-    get_local_world_size,
-    get_rank,
-    get_world_size,
-    init,
-    is_initialized,
-    is_main_process,
-)
+from .group import *  # noqa: F403 - init, get_rank, all_reduce, ...
 from .sampler import DistributedSampler
 from .sync_batchnorm import SyncBatchNorm
-from .utils import (
-    abort_on_error,
-    main_process_only,
-    print0,
-    progress_bar,
-    save_checkpoint,
-    set_threads_per_rank,
-)
+from .utils import *  # noqa: F403 - print0, progress_bar, save_checkpoint, ...
 
 __all__ = [
-    "init",
-    "is_initialized",
-    "get_rank",
-    "get_world_size",
-    "get_local_rank",
-    "get_local_world_size",
-    "is_main_process",
-    "all_reduce",
-    "broadcast",
-    "barrier",
-    "abort",
+    *group.__all__,
     "DistributedDataParallel",
     "DistributedSampler",
     "SyncBatchNorm",
     "GlobalTrainMetrics",
-    "main_process_only",
-    "print0",
-    "progress_bar",
-    "save_checkpoint",
-    "set_threads_per_rank",
-    "abort_on_error",
+    *utils.__all__,
 ]

@@ -33,8 +33,10 @@ def main_process_only(fn):
     return wrapper
 
 
-print0 = main_process_only(print)
-print0.__doc__ = "``print`` on rank 0 only."
+def print0(*args, **kwargs) -> None:
+    """``print`` on rank 0 only."""
+    if group.is_main_process():
+        print(*args, **kwargs)
 
 
 def progress_bar(iterable, **kwargs):

@@ -13,4 +13,6 @@ from .model_summary import *  # noqa: F401,F403
 from .models import *  # noqa: F401,F403
 from .module import *  # noqa: F401,F403
 from .normalization import *  # noqa: F401,F403
+from .recurrent import *  # noqa: F401,F403
+from .recurrent_cells import *  # noqa: F401,F403
 from .transformer import *  # noqa: F401,F403

@@ -1,8 +1,8 @@
 """``summary(model, input_shape)``: a table of a model's layers, made with forward hooks.
 
 One dummy forward (zeros, under ``no_grad``, in eval mode) records each sub-module's output shape.
-The parameter counts come from the model; multiply-adds are counted for ``Linear`` and
-``Conv2d`` (exactly, formulas at ``mult_adds``) and are 0 for layers without parameters.
+The parameter counts come from the model; multiply-adds are counted for ``Linear``, ``Conv2d``
+and attention (exactly, formulas at ``mult_adds``) and are 0 for layers without parameters.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import numpy as np
 from ..autograd import Tensor, no_grad
 from ..backend import get_device
 from ..tensor import zeros
+from .attention import MultiheadAttention
 from .conv import Conv2d
+from .embedding import Embedding
 from .linear import Linear
 
 __all__ = ["summary", "Summary"]
@@ -44,7 +46,9 @@ def summary(model, input_shape, dtype=np.float32, device=None) -> Summary:
 
     def before(module, args):
         open_rows.setdefault(id(module), []).append(len(rows))
+        shapes = [tuple(a.shape) for a in args if isinstance(a, Tensor)]
         rows.append({"name": names[id(module)], "type": type(module).__name__, "module": module})
+        rows[-1]["input_shapes"] = shapes
 
     def after(module, args, output):
         row = rows[open_rows[id(module)].pop()]
@@ -73,7 +77,8 @@ def summary(model, input_shape, dtype=np.float32, device=None) -> Summary:
         if module is model and not leaf:
             continue  # the model itself: its numbers are the totals
         own = sum(p.numel() for p in module.parameters(recurse=False))
-        row.update(params=own, mult_adds=mult_adds(module, row["output_shape"]), leaf=leaf)
+        count = mult_adds(module, row["output_shape"], row.pop("input_shapes"))
+        row.update(params=own, mult_adds=count, leaf=leaf)
         layers.append(row)
     return Summary(
         model=type(model).__name__,
@@ -88,13 +93,18 @@ def summary(model, input_shape, dtype=np.float32, device=None) -> Summary:
     )
 
 
-def mult_adds(module, output_shape) -> int | None:
-    """Multiply-adds of one call of ``module`` that produced ``output_shape``.
+def mult_adds(module, output_shape, input_shapes=()) -> int | None:
+    """Multiply-adds of one call of ``module`` on tensors of ``input_shapes`` (positional
+    arguments) that produced ``output_shape``.
 
     - ``Linear``: ``prod(output_shape[:-1]) * in_features * out_features`` (one per weight per
       row of the input);
     - ``Conv2d``: ``prod(output_shape) * (in_channels / groups) * kH * kW`` (one per weight tap
       per output element);
+    - ``MultiheadAttention`` (query ``N*L`` rows, key/value ``N*S``, width ``E``): the input
+      projections ``N*L*E*E + 2*N*S*E*E`` and the two attention products ``2*N*L*S*E`` (its
+      ``out_proj`` is a ``Linear`` row of its own);
+    - ``Embedding``: 0 (a lookup);
     - a module with no parameters of its own: 0 (activations, pooling, reshapes and containers:
       element-wise work is not counted, a container's layers are counted on their own rows);
     - any other module with parameters (BatchNorm, user layers): ``None``, not counted.
@@ -105,9 +115,18 @@ def mult_adds(module, output_shape) -> int | None:
     if isinstance(module, Conv2d) and isinstance(output_shape, tuple):
         kh, kw = module.kernel_size
         return math.prod(output_shape) * (module.in_channels // module.groups) * kh * kw
-    if next(iter(module.parameters(recurse=False)), None) is None:
+    if isinstance(module, MultiheadAttention) and len(input_shapes) >= 2:
+        return _attention_mult_adds(module, *input_shapes[:2])
+    if isinstance(module, Embedding) or next(iter(module.parameters(recurse=False)), None) is None:
         return 0
     return None
+
+
+def _attention_mult_adds(module, query: tuple, key: tuple) -> int:
+    e = module.embed_dim
+    rows_q, rows_k = math.prod(query[:-1]), math.prod(key[:-1])
+    s = key[-2] if module.batch_first and len(key) == 3 else key[0]
+    return rows_q * e * e + 2 * rows_k * e * e + 2 * rows_q * s * e
 
 
 class Summary:
@@ -137,7 +156,7 @@ class Summary:
 
     @property
     def total_mult_adds(self) -> int:
-        """Sum over the rows (Linear and Conv2d; the rest count 0 or are not counted)."""
+        """Sum over the rows (Linear, Conv2d, attention; the rest count 0 or are not counted)."""
         return sum(r["mult_adds"] or 0 for r in self.layers)
 
     @property
@@ -195,7 +214,7 @@ class Summary:
             f"Total params: {self.total_params:,}",
             f"Trainable params: {self.trainable_params:,}",
             f"Non-trainable params: {self.total_params - self.trainable_params:,}",
-            f"Total mult-adds: {self.total_mult_adds:,} (Linear and Conv2d){uncounted}",
+            f"Total mult-adds: {self.total_mult_adds:,} (Linear, Conv2d, attention){uncounted}",
             f"Output shape: {_fmt_shape(self.output_shape)}",
             f"Input size: {_fmt_bytes(self.input_bytes)}",
             f"Activation memory (leaf layer outputs, approx.): {_fmt_bytes(self.activation_bytes)}",

@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import numpy as np
 
 import tinydl as td
@@ -33,6 +37,15 @@ def main() -> None:
         dist.broadcast(x, src=src)
         np.testing.assert_array_equal(x, src)
     dist.barrier()
+
+    # rank 0 writes, the barrier inside lets every rank read the file at once
+    path = Path(sys.argv[1]) / "ckpt.safetensors"
+    dist.save_checkpoint(path, {"w": td.tensor(np.arange(3.0) + rank)})
+    state = td.io.load_checkpoint(path)["model_state"]
+    np.testing.assert_array_equal(state["w"], np.arange(3.0))
+    assert dist.main_process_only(lambda: "ran")() == ("ran" if rank == 0 else None)
+    assert dist.set_threads_per_rank() == max(1, len(os.sched_getaffinity(0)) // world)
+    dist.print0("printed by rank 0 only")
     print(f"rank {rank}: ok")
 
 

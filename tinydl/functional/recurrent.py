@@ -1,0 +1,180 @@
+"""The LSTM cell's pointwise step as one op: gate activations and the new cell and hidden state.
+
+It exists for speed only (one op instead of eleven per time step, and a backward on plain
+arrays); ``lstm_pointwise_reference`` composes the same step of primitives and the tests
+compare the two.
+"""
+
+from __future__ import annotations
+
+from ..autograd import Function, Tensor, grad
+from ..backend import get_array_module, threads
+from ..errors import ShapeError
+from ..grad_mode import enable_grad, is_grad_enabled
+from .arithmetic import matmul
+from .elementwise import sigmoid, tanh, where
+from .shape import cat, chunk, stack
+
+__all__ = ["lstm_pointwise", "lstm_sequence"]
+
+
+def _activations(gates: Tensor) -> tuple:
+    i, f, g, o = chunk(gates, 4, dim=-1)
+    return sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)
+
+
+def lstm_pointwise_reference(gates: Tensor, c: Tensor) -> tuple:
+    """The composed twin of ``lstm_pointwise``."""
+    i, f, g, o = _activations(gates)
+    c = f * c + i * g
+    return o * tanh(c), c
+
+
+def _step(xp, gates, c):
+    """The step on arrays: activations i, f, g, o, tanh(c') and the new states."""
+    n, half = c.shape[-1], gates.dtype.type(0.5)
+    # NOTE: sigmoid(x) = (1 + tanh(x / 2)) / 2: one ufunc, and no overflow for any x.
+    i_f = xp.tanh(gates[..., : 2 * n] * half) * half + half
+    i, f = i_f[..., :n], i_f[..., n:]
+    g = xp.tanh(gates[..., 2 * n : 3 * n])
+    o = xp.tanh(gates[..., 3 * n :] * half) * half + half
+    c_new = f * c + i * g
+    tc = xp.tanh(c_new)
+    return (i, f, g, o, tc), o * tc, c_new
+
+
+def _step_grads(gh, gc, c, i, f, g, o, tc, join):
+    """Gradients of the gates and of ``c`` from those of ``h'`` and ``c'`` (arrays or Tensors)."""
+    gct = gc + gh * o * (1 - tc * tc)  # the gradient reaching the new cell state
+    dgates = join(
+        [gct * g * i * (1 - i), gct * c * f * (1 - f), gct * i * (1 - g * g),
+         gh * tc * o * (1 - o)], -1,
+    )  # fmt: skip
+    return dgates, gct * f
+
+
+class LSTMPointwise(Function):
+    @staticmethod
+    def forward(ctx, gates, c):
+        acts, h, c_new = _step(get_array_module(gates, c), gates, c)
+        ctx.save_for_backward(gates, c, *acts)
+        return h, c_new
+
+    @staticmethod
+    def backward(ctx, gh, gc):
+        gates, c, i, f, g, o, tc = ctx.saved_tensors
+        if is_grad_enabled():  # create_graph: activations rebuilt from ops, differentiable again
+            i, f, g, o = _activations(gates)
+            tc = tanh(f * c + i * g)
+            join = cat
+        else:  # NOTE: plain arrays: a dozen array expressions, not forty recorded ops
+            gh, gc, c, i, f, g, o, tc = (t.data for t in (gh, gc, c, i, f, g, o, tc))
+            join = get_array_module(c).concatenate
+        dgates, dc = _step_grads(gh, gc, c, i, f, g, o, tc, join)
+        return dgates, (dc if ctx.needs_input_grad[1] else None)
+
+
+def lstm_pointwise(gates: Tensor, c: Tensor) -> tuple:
+    """One LSTM step after the matmuls: ``gates`` ``(*, 4H)`` are the pre-activations in
+    PyTorch's order i, f, g, o, ``c`` ``(*, H)`` the cell state. Returns ``(h', c')`` with
+    ``c' = s(f) c + s(i) tanh(g)`` and ``h' = s(o) tanh(c')``."""
+    if c.ndim == 0 or gates.shape != c.shape[:-1] + (4 * c.shape[-1],):
+        raise ShapeError(
+            f"lstm_pointwise: gates must have shape (*, 4H) for c of shape (*, H), got gates "
+            f"{gates.shape} and c {c.shape}"
+        )
+    return LSTMPointwise.apply(gates, c)
+
+
+def lstm_sequence_reference(gi, h, c, w_hh, valid=None, reverse=False) -> tuple:
+    """The composed twin of ``lstm_sequence``: one ``lstm_pointwise`` per step."""
+    outs = [None] * gi.shape[0]
+    for t in reversed(range(len(outs))) if reverse else range(len(outs)):
+        h_new, c_new = lstm_pointwise(gi[t] + matmul(h, w_hh.mT), c)
+        if valid is not None:
+            h_new, c_new = where(valid[t], h_new, h), where(valid[t], c_new, c)
+            outs[t] = where(valid[t], h_new, 0)
+        else:
+            outs[t] = h_new
+        h, c = h_new, c_new
+    return stack(outs, 0), h, c
+
+
+class LSTMSequence(Function):
+    """One layer and direction of an LSTM over a whole sequence, the time loop inside: one GEMM
+    per step forward and backward, and the weight gradient as one GEMM over all the steps."""
+
+    @staticmethod
+    def forward(ctx, gi, h0, c0, w_hh, valid, reverse):
+        xp = get_array_module(gi, h0, c0, w_hh)
+        n = h0.shape[-1]
+        h_in = xp.empty(gi.shape[:2] + (n,), gi.dtype)  # the states entering each step
+        c_in, out = xp.empty_like(h_in), xp.empty_like(h_in)
+        acts = xp.empty(gi.shape[:2] + (5 * n,), gi.dtype)  # i, f, g, o, tanh(c') per step
+        h, c, w_t = h0, c0, w_hh.T
+        for t in reversed(range(gi.shape[0])) if reverse else range(gi.shape[0]):
+            h_in[t], c_in[t] = h, c
+            step_acts, h_new, c_new = _step(xp, gi[t] + threads.matmul(h, w_t), c)
+            for k, a in enumerate(step_acts):
+                acts[t, :, k * n : (k + 1) * n] = a
+            if valid is not None:
+                h_new, c_new = xp.where(valid[t], h_new, h), xp.where(valid[t], c_new, c)
+                out[t] = xp.where(valid[t], h_new, 0)
+            else:
+                out[t] = h_new
+            h, c = h_new, c_new
+        ctx.valid, ctx.reverse = valid, reverse
+        ctx.save_for_backward(gi, h0, c0, w_hh, h_in, c_in, acts)
+        return out, h, c
+
+    @staticmethod
+    def backward(ctx, g_out, g_h, g_c):
+        gi, h0, c0, w_hh, h_in, c_in, acts = ctx.saved_tensors
+        valid, reverse, needs = ctx.valid, ctx.reverse, ctx.needs_input_grad[:4]
+        if is_grad_enabled():  # create_graph: differentiate the composed twin, again differentiable
+            inputs = (gi, h0, c0, w_hh)
+            with enable_grad():
+                outs = lstm_sequence_reference(*inputs, valid, reverse)
+            wrt = [x for x, need in zip(inputs, needs) if need]
+            found = iter(grad(outs, wrt, [g_out, g_h, g_c], create_graph=True, allow_unused=True))
+            return (*(next(found) if need else None for need in needs), None, None)
+        xp = get_array_module(gi.data)
+        g_out, dh, dc, w = g_out.data, g_h.data, g_c.data, w_hh.data
+        n = w.shape[1]
+        dgates = xp.empty_like(gi.data)
+        for t in range(gi.shape[0]) if reverse else reversed(range(gi.shape[0])):
+            i, f, g, o, tc = (acts.data[t, :, k * n : (k + 1) * n] for k in range(5))
+            dh_step, dc_step = dh + g_out[t], dc
+            if valid is not None:
+                dh_step, dc_step = dh_step * valid[t], dc_step * valid[t]
+            dgates[t], dc_new = _step_grads(dh_step, dc_step, c_in.data[t], i, f, g, o, tc,
+                                            xp.concatenate)  # fmt: skip
+            dh_new = threads.matmul(dgates[t], w)
+            if valid is not None:
+                dh_new, dc_new = xp.where(valid[t], dh_new, dh), xp.where(valid[t], dc_new, dc)
+            dh, dc = dh_new, dc_new
+        flat = dgates.reshape(-1, dgates.shape[-1])
+        dw = threads.matmul(flat.T, h_in.data.reshape(-1, n)) if needs[3] else None
+        return dgates, dh, dc, dw, None, None
+
+
+def lstm_sequence(gi, h0, c0, w_hh, valid=None, reverse=False) -> tuple:
+    """An LSTM layer's time loop after the input projection: ``gi`` ``(T, B, 4H)`` holds
+    ``x_t W_ih^T + b_ih + b_hh`` for every step, ``h0``/``c0`` ``(B, H)``, ``w_hh`` ``(4H, H)``.
+    ``valid`` (bool array ``(T, B, 1)``, optional): where False an element skips the step (state
+    kept, output zero). ``reverse`` runs from the last step to the first. Returns
+    ``(output (T, B, H), h_n, c_n)``."""
+    n = w_hh.shape[-1] if w_hh.ndim == 2 else -1
+    if (
+        gi.ndim != 3 or w_hh.shape != (4 * n, n) or gi.shape[2] != 4 * n
+        or h0.shape != (gi.shape[1], n) or c0.shape != h0.shape
+    ):  # fmt: skip
+        raise ShapeError(
+            f"lstm_sequence: expected gi (T, B, 4H), h0 and c0 (B, H), w_hh (4H, H); got gi "
+            f"{gi.shape}, h0 {h0.shape}, c0 {c0.shape}, w_hh {w_hh.shape}"
+        )
+    if valid is not None and tuple(valid.shape) != gi.shape[:2] + (1,):
+        raise ShapeError(
+            f"lstm_sequence: valid must have shape {gi.shape[:2] + (1,)}, got {valid.shape}"
+        )
+    return LSTMSequence.apply(gi, h0, c0, w_hh, valid, bool(reverse))
