@@ -15,6 +15,7 @@ from .embedding import Embedding
 from .linear import Linear
 from .module import Module
 from .normalization import LayerNorm
+from .recurrent import LSTM
 from .transformer import CausalSelfAttentionBlock, LearnedPositionalEmbedding
 
 __all__ = ["CharMLP", "CharLSTM", "CharTransformer", "CHAR_MODELS"]
@@ -59,8 +60,6 @@ class CharLSTM(Module):
         dropout: float = 0.0,
     ):
         super().__init__()
-        from .recurrent import LSTM  # the rnn branch's layer; imported here until it lands
-
         self.embed = Embedding(vocab_size, n_embd)
         self.lstm = LSTM(n_embd, hidden_size, num_layers=num_layers, batch_first=True)
         self.drop = Dropout(dropout)
