@@ -130,3 +130,29 @@ def test_autograd_demo_learns_the_spirals(tmp_path):
     assert r.returncode == 0, r.stderr
     final = float(r.stdout.strip().splitlines()[-1].split()[-1])
     assert final > 0.9, r.stdout
+
+
+CHAR_LM = re.compile(
+    r"^(\w+): train loss (\d\.\d{4}) \| val loss (\d\.\d{4}) \| test loss (\d\.\d{4}) nats/char",
+    re.MULTILINE,
+)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("names") is None,
+    reason="the first-name lists are in the PyPI package 'names' (the text extra)",
+)
+def test_char_lm_trains_each_model_and_samples_names(tmp_path):
+    r = run_example("char_lm.py", "--model", "all", "--limit", 300, "--steps", 30,
+                    "--samples", 4, "--seed", 1, cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "300 names" in r.stdout and "240 train, 30 validation, 30 test" in r.stdout
+    losses = {m[0]: tuple(map(float, m[1:])) for m in CHAR_LM.findall(r.stdout)}
+    assert sorted(losses) == ["lstm", "mlp", "transformer"]
+    # 30 steps already beat guessing uniformly among the 27 characters (log 27 = 3.30 nats)
+    assert all(0.5 < loss < 3.2 for triple in losses.values() for loss in triple), losses
+    for kind in losses:
+        names = re.search(rf"^{kind} samples: (.+)$", r.stdout, re.MULTILINE).group(1).split(", ")
+        # a name may be empty (the model ended it at once), never anything but a-z
+        assert len(names) == 4 and all(re.fullmatch("[a-z]*", n) for n in names), names
+    assert list(tmp_path.iterdir()) == []  # nothing written

@@ -13,6 +13,7 @@ from .folder import ImageFolder
 from .idx import read_idx, write_idx
 from .loader import DataLoader, default_collate
 from .mnist import MNIST, FashionMNIST, load_mnist_sample
+from .names import load_names
 
 __all__ = [
     "transforms",
@@ -27,6 +28,7 @@ __all__ = [
     "FashionMNIST",
     "ImageFolder",
     "load_mnist_sample",
+    "load_names",
     "read_idx",
     "write_idx",
     "download_file",

@@ -3,6 +3,7 @@
 from . import init  # noqa: F401
 from .activation import *  # noqa: F401,F403
 from .attention import *  # noqa: F401,F403
+from .char_models import *  # noqa: F401,F403
 from .container import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
 from .embedding import *  # noqa: F401,F403
