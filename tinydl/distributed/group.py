@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from ..autograd import Tensor
 from ..backend import get_array_module
@@ -176,5 +177,6 @@ def abort(code: int = 1) -> None:
     if w is not None and w.comm is not None:
         sys.stdout.flush()
         sys.stderr.flush()
+        time.sleep(0.2)  # NOTE: lets mpiexec forward the last lines before it tears down
         w.comm.Abort(code)
     sys.exit(code)

@@ -6,12 +6,15 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import time
 import traceback
 
 from ..backend.threads import _cpus, set_blas_threads, set_num_threads
 from ..io import save_checkpoint as _save_checkpoint
 from ..progress import progress_bar as _progress_bar
 from . import group
+
+_GRACE_SECONDS = 3.0
 
 __all__ = [
     "main_process_only",
@@ -83,6 +86,11 @@ def abort_on_error(fn):
                 raise
             if isinstance(exc, KeyboardInterrupt):
                 print(f"rank {w.rank}: interrupted; stopping all {w.size} ranks", file=sys.stderr)
+                if w.rank != 0:
+                    # NOTE: Ctrl-C reaches every rank; the others give rank 0 a moment to
+                    # write interrupted.safetensors (it aborts the job when done), unless it
+                    # is stuck in a collective that this rank has left
+                    time.sleep(_GRACE_SECONDS)
             else:
                 print(f"rank {w.rank} failed; stopping all {w.size} ranks:", file=sys.stderr)
                 traceback.print_exc()
