@@ -54,8 +54,8 @@ def test_different_seeds_differ(tmp_path):
 
 def test_unknown_model_and_optimizer_are_named():
     _digits_or_skip()
-    with pytest.raises(ValueError, match="vgg"):
-        build_model("vgg")
+    with pytest.raises(ValueError, match="alexnet"):
+        build_model("alexnet")
     with pytest.raises(ValueError, match="lion"):
         run_training(TrainConfig(optimizer="lion", limit=100, epochs=1, out="/tmp/never-used"))
 
