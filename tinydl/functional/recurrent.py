@@ -7,6 +7,8 @@ compare the two.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..autograd import Function, Tensor, grad
 from ..backend import get_array_module, threads
 from ..errors import ShapeError
@@ -100,6 +102,21 @@ def lstm_sequence_reference(gi, h, c, w_hh, valid=None, reverse=False) -> tuple:
     return stack(outs, 0), h, c
 
 
+def _by_rows(xp, rows, batch: int) -> None:
+    """``rows((0, batch))``, or on NumPy the batch split across the worker threads: the
+    elements of a batch run their time loops independently, so each thread runs the whole
+    loop for its rows (one parallel region per sequence, not one per step: a region's hand-off
+    costs more than a step's 32-row GEMM)."""
+    parts = threads.get_num_threads() if xp is np else 1
+    if batch >= _ROWS_PER_THREAD * parts > _ROWS_PER_THREAD:
+        threads.parallel(rows, threads.split(batch, parts))
+    else:
+        rows((0, batch))
+
+
+_ROWS_PER_THREAD = 8  # below this a thread's GEMMs are too thin to pay for the split
+
+
 class LSTMSequence(Function):
     """One layer and direction of an LSTM over a whole sequence, the time loop inside: one GEMM
     per step forward and backward, and the weight gradient as one GEMM over all the steps."""
@@ -111,21 +128,30 @@ class LSTMSequence(Function):
         h_in = xp.empty(gi.shape[:2] + (n,), gi.dtype)  # the states entering each step
         c_in, out = xp.empty_like(h_in), xp.empty_like(h_in)
         acts = xp.empty(gi.shape[:2] + (5 * n,), gi.dtype)  # i, f, g, o, tanh(c') per step
-        h, c, w_t = h0, c0, w_hh.T
-        for t in reversed(range(gi.shape[0])) if reverse else range(gi.shape[0]):
-            h_in[t], c_in[t] = h, c
-            step_acts, h_new, c_new = _step(xp, gi[t] + threads.matmul(h, w_t), c)
-            for k, a in enumerate(step_acts):
-                acts[t, :, k * n : (k + 1) * n] = a
-            if valid is not None:
-                h_new, c_new = xp.where(valid[t], h_new, h), xp.where(valid[t], c_new, c)
-                out[t] = xp.where(valid[t], h_new, 0)
-            else:
-                out[t] = h_new
-            h, c = h_new, c_new
+        h_n, c_n = xp.empty_like(h0), xp.empty_like(c0)
+        w_t = w_hh.T
+
+        def rows(r):  # the whole time loop for batch rows r[0]:r[1]
+            b = slice(*r)
+            h, c = h0[b], c0[b]
+            for t in reversed(range(gi.shape[0])) if reverse else range(gi.shape[0]):
+                h_in[t, b], c_in[t, b] = h, c
+                step_acts, h_new, c_new = _step(xp, gi[t, b] + h @ w_t, c)
+                for k, a in enumerate(step_acts):
+                    acts[t, b, k * n : (k + 1) * n] = a
+                if valid is not None:
+                    v = valid[t, b]
+                    h_new, c_new = xp.where(v, h_new, h), xp.where(v, c_new, c)
+                    out[t, b] = xp.where(v, h_new, 0)
+                else:
+                    out[t, b] = h_new
+                h, c = h_new, c_new
+            h_n[b], c_n[b] = h, c
+
+        _by_rows(xp, rows, gi.shape[1])
         ctx.valid, ctx.reverse = valid, reverse
         ctx.save_for_backward(gi, h0, c0, w_hh, h_in, c_in, acts)
-        return out, h, c
+        return out, h_n, c_n
 
     @staticmethod
     def backward(ctx, g_out, g_h, g_c):
@@ -139,23 +165,32 @@ class LSTMSequence(Function):
             found = iter(grad(outs, wrt, [g_out, g_h, g_c], create_graph=True, allow_unused=True))
             return (*(next(found) if need else None for need in needs), None, None)
         xp = get_array_module(gi.data)
-        g_out, dh, dc, w = g_out.data, g_h.data, g_c.data, w_hh.data
+        g_out, g_h, g_c, w = g_out.data, g_h.data, g_c.data, w_hh.data
         n = w.shape[1]
         dgates = xp.empty_like(gi.data)
-        for t in range(gi.shape[0]) if reverse else reversed(range(gi.shape[0])):
-            i, f, g, o, tc = (acts.data[t, :, k * n : (k + 1) * n] for k in range(5))
-            dh_step, dc_step = dh + g_out[t], dc
-            if valid is not None:
-                dh_step, dc_step = dh_step * valid[t], dc_step * valid[t]
-            dgates[t], dc_new = _step_grads(dh_step, dc_step, c_in.data[t], i, f, g, o, tc,
-                                            xp.concatenate)  # fmt: skip
-            dh_new = threads.matmul(dgates[t], w)
-            if valid is not None:
-                dh_new, dc_new = xp.where(valid[t], dh_new, dh), xp.where(valid[t], dc_new, dc)
-            dh, dc = dh_new, dc_new
+        dh0, dc0 = xp.empty_like(g_h), xp.empty_like(g_c)
+
+        def rows(r):  # the time loop backwards for batch rows r[0]:r[1]
+            b = slice(*r)
+            dh, dc = g_h[b], g_c[b]
+            for t in range(gi.shape[0]) if reverse else reversed(range(gi.shape[0])):
+                i, f, g, o, tc = (acts.data[t, b, k * n : (k + 1) * n] for k in range(5))
+                dh_step, dc_step = dh + g_out[t, b], dc
+                if valid is not None:
+                    dh_step, dc_step = dh_step * valid[t, b], dc_step * valid[t, b]
+                dgates[t, b], dc_new = _step_grads(dh_step, dc_step, c_in.data[t, b], i, f, g, o,
+                                                   tc, xp.concatenate)  # fmt: skip
+                dh_new = dgates[t, b] @ w
+                if valid is not None:
+                    v = valid[t, b]
+                    dh_new, dc_new = xp.where(v, dh_new, dh), xp.where(v, dc_new, dc)
+                dh, dc = dh_new, dc_new
+            dh0[b], dc0[b] = dh, dc
+
+        _by_rows(xp, rows, gi.shape[1])
         flat = dgates.reshape(-1, dgates.shape[-1])
         dw = threads.matmul(flat.T, h_in.data.reshape(-1, n)) if needs[3] else None
-        return dgates, dh, dc, dw, None, None
+        return dgates, dh0, dc0, dw, None, None
 
 
 def lstm_sequence(gi, h0, c0, w_hh, valid=None, reverse=False) -> tuple:
