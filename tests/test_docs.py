@@ -176,6 +176,7 @@ PREFIXES = {
     "Tensor": lambda: tinydl.Tensor,
     "Module": lambda: tinydl.layers.Module(),
     "Optimizer": lambda: tinydl.optim.Optimizer,
+    "dist": lambda: importlib.import_module("tinydl.distributed"),  # not imported by tinydl
 }
 
 
