@@ -188,8 +188,10 @@ class _RNNBase(Module):
                     b_ih, b_hh = b_ih + b_hh, None
                 gi = F.linear(x, w_ih, b_ih)  # every time step in one GEMM
                 state = states[layer * self._dirs + d]
-                if self.mode == "LSTM":  # the fused loop (b_hh is in gi)
+                if self.mode == "LSTM":  # the fused loops (LSTM's b_hh is in gi)
                     out, *state = F.lstm_sequence(gi, *state, w_hh, valid, d == 1)
+                elif self.mode == "GRU":
+                    out, state = F.gru_sequence(gi, state, w_hh, b_hh, valid, d == 1)
                 else:
                     out, state = _run_direction(step, gi, state, w_hh, b_hh, valid, d == 1, pair)
                 outs.append(out)
