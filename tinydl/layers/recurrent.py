@@ -1,9 +1,10 @@
 """RNN, LSTM and GRU: multi-layer, optionally bidirectional sequence layers.
 
 PyTorch's parameter names (``weight_ih_l0``, ``bias_hh_l1_reverse``, ...), gate order, shapes and
-initialisation. The loop over time is Python: the input projection of all time steps is one GEMM
-up front, then one GEMM per step for the hidden projection (gates fused). Variable lengths without
-packing: ``lengths`` (per batch element) or a boolean ``mask`` of shape (batch, seq).
+initialisation. The input projection of all time steps is one GEMM up front, then one GEMM per
+step for the hidden projection (gates fused): RNN loops over time in Python, LSTM and GRU inside
+one fused op per layer and direction (``F.lstm_sequence``, ``F.gru_sequence``). Variable lengths
+without packing: ``lengths`` (per batch element) or a boolean ``mask`` of shape (batch, seq).
 """
 
 from __future__ import annotations
