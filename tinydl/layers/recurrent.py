@@ -1,9 +1,10 @@
 """RNN, LSTM and GRU: multi-layer, optionally bidirectional sequence layers.
 
 PyTorch's parameter names (``weight_ih_l0``, ``bias_hh_l1_reverse``, ...), gate order, shapes and
-initialisation. The loop over time is Python: the input projection of all time steps is one GEMM
-up front, then one GEMM per step for the hidden projection (gates fused). Variable lengths without
-packing: ``lengths`` (per batch element) or a boolean ``mask`` of shape (batch, seq).
+initialisation. The input projection of all time steps is one GEMM up front, then one GEMM per
+step for the hidden projection (gates fused): RNN loops over time in Python, LSTM and GRU inside
+one fused op per layer and direction (``F.lstm_sequence``, ``F.gru_sequence``). Variable lengths
+without packing: ``lengths`` (per batch element) or a boolean ``mask`` of shape (batch, seq).
 """
 
 from __future__ import annotations
@@ -188,8 +189,10 @@ class _RNNBase(Module):
                     b_ih, b_hh = b_ih + b_hh, None
                 gi = F.linear(x, w_ih, b_ih)  # every time step in one GEMM
                 state = states[layer * self._dirs + d]
-                if self.mode == "LSTM":  # the fused loop (b_hh is in gi)
+                if self.mode == "LSTM":  # the fused loops (LSTM's b_hh is in gi)
                     out, *state = F.lstm_sequence(gi, *state, w_hh, valid, d == 1)
+                elif self.mode == "GRU":
+                    out, state = F.gru_sequence(gi, state, w_hh, b_hh, valid, d == 1)
                 else:
                     out, state = _run_direction(step, gi, state, w_hh, b_hh, valid, d == 1, pair)
                 outs.append(out)
