@@ -50,9 +50,14 @@ def _cpus() -> int:
 def get_num_threads() -> int:
     """Threads the CPU kernels use (PyTorch's ``torch.get_num_threads``)."""
     if _state["n"] is None:
-        env = os.environ.get("TINYDL_NUM_THREADS", "")
-        _state["n"] = int(env) if env.isdigit() and int(env) > 0 else _cpus()
+        _state["n"] = env_threads() or _cpus()
     return _state["n"]
+
+
+def env_threads() -> int | None:
+    """``TINYDL_NUM_THREADS`` when it is a positive int, else None."""
+    env = os.environ.get("TINYDL_NUM_THREADS", "")
+    return int(env) if env.isdigit() and int(env) > 0 else None
 
 
 def set_num_threads(n: int) -> None:

@@ -13,6 +13,8 @@ import os
 import sys
 import time
 
+import numpy as np
+
 from ..autograd import Tensor
 from ..backend import get_array_module
 from ._mpi import mpi
@@ -120,7 +122,7 @@ def _array(x, op: str):
             f"{op}: the array must be C-contiguous (reduced in place), got shape {array.shape} "
             f"with strides {array.strides}; pass a contiguous copy"
         )
-    return array, xp is not sys.modules.get("numpy")
+    return array, xp is not np
 
 
 def all_reduce(x, op: str = "sum"):

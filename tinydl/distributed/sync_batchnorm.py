@@ -15,6 +15,7 @@ from __future__ import annotations
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ..errors import BackwardError
+from ..functional.normalization import _update_running
 from ..grad_mode import is_grad_enabled
 from ..layers import Module
 from ..layers.normalization import BatchNorm1d, BatchNorm2d, _BatchNorm
@@ -57,12 +58,8 @@ class SyncBatchNormFunction(Function):
         xhat *= inv_std.reshape(1, -1, 1)
         y = xhat if weight is None else xhat * weight.reshape(1, -1, 1)
         y = y + bias.reshape(1, -1, 1) if bias is not None else y.copy()
-        if running is not None:
-            run_mean, run_var, momentum = running
-            run_mean *= 1 - momentum
-            run_mean += momentum * mean.reshape(-1)
-            run_var *= 1 - momentum
-            run_var += (momentum * n / (n - 1)) * var
+        if running is not None:  # with the global statistics and count
+            _update_running(running, mean, var, n)
         ctx.n, ctx.inv_std = n, inv_std
         ctx.save_for_backward(xhat.reshape(x.shape), weight)
         return y.reshape(x.shape)

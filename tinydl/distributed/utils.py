@@ -4,12 +4,11 @@ of a job: BLAS threads and a prompt end of the whole job when one rank fails."""
 from __future__ import annotations
 
 import functools
-import os
 import sys
 import time
 import traceback
 
-from ..backend.threads import _cpus, set_blas_threads, set_num_threads
+from ..backend.threads import _cpus, env_threads, set_blas_threads, set_num_threads
 from ..io import save_checkpoint as _save_checkpoint
 from ..progress import progress_bar as _progress_bar
 from . import group
@@ -60,10 +59,7 @@ def set_threads_per_rank() -> int:
     """Give each rank on this machine an equal share of the CPUs for tinydl's threads and BLAS
     (BLAS's default, every core in every rank, made steps 6-12x slower); returns the share.
     ``TINYDL_NUM_THREADS`` overrides it."""
-    env = os.environ.get("TINYDL_NUM_THREADS", "")
-    share = int(env) if env.isdigit() and int(env) > 0 else None
-    if share is None:
-        share = max(1, _cpus() // group.get_local_world_size())
+    share = env_threads() or max(1, _cpus() // group.get_local_world_size())
     set_num_threads(share)
     set_blas_threads(share)
     return share

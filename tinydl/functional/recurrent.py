@@ -199,6 +199,11 @@ class LSTMSequence(Function):
         return dgates, dh0, dc0, dw, None, None
 
 
+def _check_valid(op: str, valid, gi) -> None:
+    if valid is not None and tuple(valid.shape) != gi.shape[:2] + (1,):
+        raise ShapeError(f"{op}: valid must have shape {gi.shape[:2] + (1,)}, got {valid.shape}")
+
+
 def lstm_sequence(gi, h0, c0, w_hh, valid=None, reverse=False) -> tuple:
     """An LSTM layer's time loop after the input projection: ``gi`` ``(T, B, 4H)`` holds
     ``x_t W_ih^T + b_ih + b_hh`` for every step, ``h0``/``c0`` ``(B, H)``, ``w_hh`` ``(4H, H)``.
@@ -214,10 +219,7 @@ def lstm_sequence(gi, h0, c0, w_hh, valid=None, reverse=False) -> tuple:
             f"lstm_sequence: expected gi (T, B, 4H), h0 and c0 (B, H), w_hh (4H, H); got gi "
             f"{gi.shape}, h0 {h0.shape}, c0 {c0.shape}, w_hh {w_hh.shape}"
         )
-    if valid is not None and tuple(valid.shape) != gi.shape[:2] + (1,):
-        raise ShapeError(
-            f"lstm_sequence: valid must have shape {gi.shape[:2] + (1,)}, got {valid.shape}"
-        )
+    _check_valid("lstm_sequence", valid, gi)
     return LSTMSequence.apply(gi, h0, c0, w_hh, valid, bool(reverse))
 
 
@@ -334,8 +336,5 @@ def gru_sequence(gi, h0, w_hh, b_hh=None, valid=None, reverse=False) -> tuple:
             f"{gi.shape}, h0 {h0.shape}, w_hh {w_hh.shape}, "
             f"b_hh {None if b_hh is None else b_hh.shape}"
         )
-    if valid is not None and tuple(valid.shape) != gi.shape[:2] + (1,):
-        raise ShapeError(
-            f"gru_sequence: valid must have shape {gi.shape[:2] + (1,)}, got {valid.shape}"
-        )
+    _check_valid("gru_sequence", valid, gi)
     return GRUSequence.apply(gi, h0, w_hh, b_hh, valid, bool(reverse))

@@ -22,8 +22,9 @@ from .recurrent_cells import MODES, check_sizes, make_weights, rnn_mode, state_s
 __all__ = ["RNN", "LSTM", "GRU"]
 
 
-def _run_direction(step, gi, state, w_hh, b_hh, valid, reverse, pair):
-    """One layer, one direction. ``gi`` (T, B, G*H) -> (outputs (T, B, H), final state).
+def _run_direction(step, gi, state, w_hh, b_hh, valid, reverse):
+    """One RNN layer, one direction (LSTM and GRU run fused ops instead). ``gi`` (T, B, H) ->
+    (outputs (T, B, H), final state).
 
     Where ``valid[t]`` is False a batch element skips step t: its state stays as it was and its
     output is zero. Past an element's length that freezes the final state at its last valid step;
@@ -31,19 +32,14 @@ def _run_direction(step, gi, state, w_hh, b_hh, valid, reverse, pair):
     steps = [g.squeeze(0) for g in F.split(gi, 1, dim=0)]
     outs = [None] * len(steps)
     for t in reversed(range(len(steps))) if reverse else range(len(steps)):
-        new = step(steps[t], state, w_hh, b_hh)
-        h = new[0] if pair else new
+        h = step(steps[t], state, w_hh, b_hh)
         if valid is not None:
-            v = valid[t]
-            h, new = F.where(v, h, 0), _keep(v, new, state, pair)
-        outs[t], state = h, new
+            h = F.where(valid[t], h, state)
+            outs[t] = F.where(valid[t], h, 0)
+        else:
+            outs[t] = h
+        state = h
     return F.stack(outs, 0), state
-
-
-def _keep(v, new, old, pair):
-    if pair:
-        return tuple(F.where(v, n, o) for n, o in zip(new, old))
-    return F.where(v, new, old)
 
 
 class _RNNBase(Module):
@@ -194,7 +190,7 @@ class _RNNBase(Module):
                 elif self.mode == "GRU":
                     out, state = F.gru_sequence(gi, state, w_hh, b_hh, valid, d == 1)
                 else:
-                    out, state = _run_direction(step, gi, state, w_hh, b_hh, valid, d == 1, pair)
+                    out, state = _run_direction(step, gi, state, w_hh, b_hh, valid, d == 1)
                 outs.append(out)
                 finals.append(state)
             x = outs[0] if len(outs) == 1 else F.cat(outs, dim=-1)
