@@ -53,7 +53,7 @@ def main() -> None:
         ddp(td.tensor(xs[rank]), True).backward()
         local = net.a.weight.grad.numpy().copy()
     ddp(td.tensor(xs[rank]), True).backward()  # reduces both passes' sum
-    both = np.empty((world, *local.shape))
+    both = np.zeros((world, *local.shape))  # each rank fills its row; the sum gathers them
     both[rank] = local
     dist.all_reduce(both)  # each rank's local part, gathered
     np.testing.assert_allclose(net.a.weight.grad.numpy(), 2 * both.sum(0) / world)
