@@ -117,6 +117,14 @@ def time_calls(fn, steps: int, warmup: int) -> np.ndarray:
     return times
 
 
+def gemm_rate(steps: int, warmup: int, n: int = 1024) -> float:
+    """float32 GFLOP/s of NumPy's BLAS on an ``n x n`` product: the ceiling for conv."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
+    ms = summarize(time_calls(lambda: a @ b, steps, warmup))["ms"]
+    return 2 * n**3 / (ms * 1e-3) / 1e9
+
+
 def summarize(seconds: np.ndarray) -> dict:
     """Median and quartiles of per-call times, in milliseconds."""
     p25, med, p75 = np.percentile(np.asarray(seconds) * 1e3, [25, 50, 75])

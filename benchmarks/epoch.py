@@ -142,7 +142,19 @@ def measure(framework: str, name: str, data: Path, steps: int, warmup: int, thre
         from tinydl.backend import active_kernels
 
         result["kernels"] = active_kernels()
+        result["ceiling"] = common.gemm_rate(10, 2)  # after the timing: no effect on the peak
     return result
+
+
+def step_gflop(name: str, batch: int) -> float:
+    """GFLOP of one training step of model ``name``: 2 x the multiply-adds of the forward, of
+    the weight gradients and of the input gradients (none for the first layer's input)."""
+    import tinydl as td
+    from tinydl.layers import MODELS
+
+    macs = [r["mult_adds"] or 0 for r in td.summary(MODELS[name](), (1, 1, 28, 28)).layers]
+    first = next((m for m in macs if m), 0)
+    return 2 * (3 * sum(macs) - first) * batch / 1e9
 
 
 def _run_worker(framework, name, data, args, kernels=None) -> dict:
@@ -168,6 +180,7 @@ def _combine(runs: list[dict]) -> dict:
     out = dict(runs[0])
     out.update(
         ms=float(np.median(ms)), p25=min(ms), p75=max(ms), rounds=ms,
+        ceiling=float(np.median([r.get("ceiling", np.nan) for r in runs])),
         phases_ms=[float(np.median(p)) for p in zip(*(r["phases_ms"] for r in runs))],
         peak_rss_mib=max(r["peak_rss_mib"] for r in runs),
         base_rss_mib=min(r["base_rss_mib"] for r in runs),
@@ -196,10 +209,12 @@ def _row(name: str, ours: dict, ref: dict | None, batch: int) -> list:
         ]
 
     ratio = f"{ours['ms'] / ref['ms']:.2f}x" if ref else "-"
+    rate = ours["gflop"] / ours["ms"] * 1e3
+    gemm = f"{rate:.0f} ({rate / ours['ceiling']:.0%})"
     a, b = cols(ours), cols(ref)
     label = f"{name} ({ours['kernels']})"
     return [label, f"{ours['params']:,}", a[0], b[0], ratio, _phases(ours), _phases(ref),
-            a[1], b[1], a[2], b[2], a[3], b[3]]
+            gemm, a[1], b[1], a[2], b[2], a[3], b[3]]
 
 
 HEADERS = [
@@ -210,6 +225,7 @@ HEADERS = [
     "tinydl/torch",
     "tinydl fwd / bwd / opt ms",
     "torch fwd / bwd / opt ms",
+    "tinydl GFLOP/s (of GEMM)",
     "tinydl s/epoch",
     "torch s/epoch",
     "tinydl img/s",
@@ -278,6 +294,7 @@ def main(argv=None) -> int:
             ref = _combine(runs["torch"]) if have_torch else None
             for kernels in variants:
                 ours = _combine(runs[kernels])
+                ours["gflop"] = step_gflop(name, args.batch_size)
                 rows.append(_row(name, ours, ref, args.batch_size))
                 print(
                     f"  {name} ({kernels}): tinydl {_ms(ours)} ms"
@@ -301,6 +318,10 @@ def main(argv=None) -> int:
         f"the framework and the {xs.nbytes / 2**20:.0f} MiB of batches); in brackets, the "
         "growth over the process's resident memory before the model was built (model, activations, "
         "gradients, optimizer state).",
+        "GFLOP/s: the step's multiply-adds x 2 (forward, weight and input gradients of conv and "
+        "linear layers, from td.summary; element-wise work not counted) over tinydl's step time; "
+        "in brackets, the share of the float32 GEMM ceiling (NumPy BLAS, 1024^3, same threads) "
+        "measured in each tinydl worker.",
     ]
     if not have_torch:
         notes.append("PyTorch is not installed: no reference column (pip install torch).")

@@ -34,14 +34,6 @@ POOL_SHAPE = (128, 32, 28, 28)
 LINEAR_SHAPE = (128, 784, 256)
 
 
-def gemm_rate(steps: int, warmup: int, n: int = 1024) -> float:
-    """float32 GFLOP/s of NumPy's BLAS on an ``n x n`` product: the ceiling for conv."""
-    rng = np.random.default_rng(0)
-    a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
-    ms = common.summarize(common.time_calls(lambda: a @ b, steps, warmup))["ms"]
-    return 2 * n**3 / (ms * 1e-3) / 1e9
-
-
 def _cases():
     """``(op, shape label, flops of the forward, builder)``; a builder takes a framework name
     and returns ``(forward, forward_backward)`` closures on fixed random inputs."""
@@ -144,7 +136,7 @@ def measure(framework: str, args, variants: list[str]) -> dict:
         common.limit_threads(args.threads)
     out = {}
     if framework == "tinydl":
-        out["ceiling"] = gemm_rate(args.steps, args.warmup)
+        out["ceiling"] = common.gemm_rate(args.steps, args.warmup)
     for i, (_, _, _, build) in enumerate(_cases()):
         for part, idx in (("fwd", 0), ("fwd+bwd", 1)):
             if framework == "torch":

@@ -149,3 +149,12 @@ def test_sequence_benchmark_prints_a_row_per_case(capsys):
     assert bench_main(["sequence", "--cases", "transformer", "--steps", "1", "--warmup", "0", "--rounds", "1"]) == 0
     out = capsys.readouterr().out
     assert "| TransformerEncoderLayer(256, 8, 1024, dropout 0.1) | 789,760" in out
+
+
+def test_step_gflop_counts_forward_and_both_gradients():
+    from benchmarks.epoch import step_gflop
+
+    # MLP 784-256-128-10 (tinydl.layers.MLP): the weight gradients cost what the forward does,
+    # the input gradients the same less the first layer's (the image needs none)
+    fwd = 784 * 256 + 256 * 128 + 128 * 10
+    assert step_gflop("mlp", 4) == pytest.approx(2 * (3 * fwd - 784 * 256) * 4 / 1e9)
