@@ -152,6 +152,35 @@ def _bn_ref(training):
 
 
 @st.composite
+def _batch_norm_relu(draw, training):
+    """``_batch_norm`` cases with the affine, whose bias puts each channel's ReLU kink in a gap
+    between its normalized values (at least 0.05 from each: finite differences straddle no
+    kink), inside the values when a gap that wide exists, so both sides of the mask are used."""
+    case = draw(_batch_norm(training).filter(lambda c: c.kw["affine"]))
+    x, w, b = case.arrays
+    stats = {k: v for k, v in case.kw.items() if k in ("mean", "var")}
+    ref = _bn_ref(training)(x, np.ones_like(w), np.zeros_like(b), affine=True, **stats)
+    b = b.copy()
+    for ch in range(x.shape[1]):
+        v = np.unique(np.take(ref, ch, axis=1) * w[ch])
+        mids, half = (v[1:] + v[:-1]) / 2, (v[1:] - v[:-1]) / 2
+        inner = mids[half >= 0.05]
+        b[ch] = -(inner[len(inner) // 2] if inner.size else v[-1] + 1.0)
+    return Case((x, w, b), case.kw)
+
+
+def _bnr_fn(training):
+    def fn(x, w, b, affine, mean=None, var=None):
+        return F.batch_norm_relu(x, mean, var, w, b, training=training, eps=1e-5)
+
+    return fn
+
+
+def _bnr_ref(training):
+    return lambda *args, **kw: np.maximum(_bn_ref(training)(*args, **kw), 0)
+
+
+@st.composite
 def _layer_norm(draw):
     s = draw(shapes(min_dims=1, large=False).map(lambda t: t[:-1] + (max(t[-1], 2),)))
     k = draw(st.integers(1, len(s)))
@@ -176,6 +205,10 @@ add(
     Op("batch_norm", _bn_fn(True), _bn_ref(True), _batch_norm(True), variant="training",
        f32=(1e-4, 1e-4), f32_grad=(2e-3, 2e-3)),
     Op("batch_norm", _bn_fn(False), _bn_ref(False), _batch_norm(False), variant="eval"),
+    Op("batch_norm_relu", _bnr_fn(True), _bnr_ref(True), _batch_norm_relu(True),
+       variant="training", kinks=True, f32=(1e-4, 1e-4), f32_grad=(2e-3, 2e-3)),
+    Op("batch_norm_relu", _bnr_fn(False), _bnr_ref(False), _batch_norm_relu(False),
+       variant="eval", kinks=True),
     Op("layer_norm", _ln_fn, _ln_ref, _layer_norm(), f32=(1e-4, 1e-4), f32_grad=(2e-3, 2e-3)),
 )  # fmt: skip
 

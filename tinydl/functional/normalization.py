@@ -1,7 +1,7 @@
 """Normalization: batch_norm (training and eval, running statistics) and layer_norm.
 
 Training-mode batch_norm runs the fused ``BatchNorm`` op (kernels ``batchnorm_forward`` /
-``batchnorm_backward``); layer_norm, eval-mode batch_norm and the double backward of BatchNorm
+``batchnorm_backward``), batch_norm_relu the ``BatchNormRelu`` op (``batchnorm_relu_*``); layer_norm, eval-mode batch_norm and the double backward of BatchNorm
 rest on ``Normalize``, ``(x - mean) / sqrt(var + eps)`` over some axes, with the affine
 ``* weight + bias`` composed from arithmetic ops.
 """
@@ -15,7 +15,7 @@ from ..backend.kernels import get_kernel
 from ..errors import ShapeError
 from ..grad_mode import enable_grad, is_grad_enabled
 
-__all__ = ["batch_norm", "layer_norm"]
+__all__ = ["batch_norm", "batch_norm_relu", "layer_norm"]
 
 
 def _mean(t: Tensor, axes: tuple) -> Tensor:
@@ -83,9 +83,7 @@ class BatchNorm(Function):
         if is_grad_enabled():  # create_graph: differentiate the composed ops
             inputs = [t for t, n in zip((x, weight, bias), needs) if n]
             with enable_grad():
-                axes = (0,) + tuple(range(2, x.ndim))
-                shape = (x.shape[1],) + (1,) * (x.ndim - 2)
-                y = _affine(_normalize(x, axes, ctx.eps), weight, bias, shape)
+                y = _composed(x, weight, bias, ctx.eps)
             grads = iter(_autograd_grad(y, inputs, grad, create_graph=True))
             return tuple(next(grads) if n else None for n in needs) + (None, None)
         w = None if weight is None else weight.data
@@ -100,6 +98,53 @@ class BatchNorm(Function):
             None,
             None,
         )
+
+
+class BatchNormRelu(Function):
+    """Training-mode ``relu(batch_norm(x))`` in one kernel each way. The forward writes only the
+    output; the backward recomputes ``xhat`` from ``x`` (kept anyway: it is the layer's input)
+    and applies the ReLU mask (from the output) and the batch-norm backward in one pass. Against
+    ``BatchNorm`` then ``Relu`` that saves one activation-sized array (``xhat``) per layer and
+    two full passes (the ReLU's) each way."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps, running=None):
+        y, mean, var = get_kernel("batchnorm_relu_forward", like=x)(x, weight, bias, eps)
+        if running is not None:
+            _update_running(running, mean, var, x.size // mean.size)
+        ctx.eps, ctx.mean, ctx.inv_std = eps, mean, 1 / get_array_module(x).sqrt(var + eps)
+        ctx.save_for_backward(x, weight, bias, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, bias, y = ctx.saved_tensors
+        needs = ctx.needs_input_grad[:3]
+        if is_grad_enabled():  # create_graph: differentiate the composed ops
+            inputs = [t for t, n in zip((x, weight, bias), needs) if n]
+            with enable_grad():
+                out = _composed(x, weight, bias, ctx.eps).relu()
+            grads = iter(_autograd_grad(out, inputs, grad, create_graph=True))
+            return tuple(next(grads) if n else None for n in needs) + (None, None)
+        w = None if weight is None else weight.data
+        dx, dw, db = get_kernel("batchnorm_relu_backward", like=grad.data)(
+            grad.data, x.data, y.data, w, ctx.mean, ctx.inv_std.astype(grad.dtype, copy=False)
+        )
+        wrap = Tensor.from_array
+        return (
+            wrap(dx) if needs[0] else None,
+            wrap(dw) if needs[1] else None,
+            wrap(db) if needs[2] else None,
+            None,
+            None,
+        )
+
+
+def _composed(x, weight, bias, eps):
+    """Training-mode batch norm from the composed ops (for a differentiable backward)."""
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (x.shape[1],) + (1,) * (x.ndim - 2)
+    return _affine(_normalize(x, axes, eps), weight, bias, shape)
 
 
 def _update_running(running, mean, var, n):
@@ -146,6 +191,8 @@ def batch_norm(
     training: bool = False,
     momentum: float = 0.1,
     eps: float = 1e-5,
+    *,
+    relu: bool = False,
 ) -> Tensor:
     """Batch normalization of ``x`` (N, C, *) per channel C.
 
@@ -153,6 +200,7 @@ def batch_norm(
     (Tensors or arrays of shape (C,)) are given, updates them in place:
     ``running = (1 - momentum) * running + momentum * batch`` (unbiased variance, as PyTorch).
     Eval: normalizes with the running statistics. ``weight``/``bias`` (C,) scale and shift.
+    ``relu=True`` returns ``relu(batch_norm(...))``, fused in training (``batch_norm_relu``).
     """
     if x.ndim < 2:
         raise ShapeError(f"batch_norm: expected input of shape (N, C, *), got {x.shape}")
@@ -171,7 +219,7 @@ def batch_norm(
         running = None
         if running_mean is not None and running_var is not None:
             running = (_array(running_mean), _array(running_var), momentum)
-        return BatchNorm.apply(x, weight, bias, eps, running)
+        return (BatchNormRelu if relu else BatchNorm).apply(x, weight, bias, eps, running)
     else:
         if running_mean is None or running_var is None:
             raise ValueError(
@@ -181,7 +229,25 @@ def batch_norm(
         mean = xp.asarray(_array(running_mean), dtype=x.dtype).reshape(shape)
         var = xp.asarray(_array(running_var), dtype=x.dtype).reshape(shape)
         y = (x - Tensor.from_array(mean)) * Tensor.from_array(1 / xp.sqrt(var + eps))
-    return _affine(y, weight, bias, shape)
+    y = _affine(y, weight, bias, shape)
+    return y.relu() if relu else y
+
+
+def batch_norm_relu(
+    x: Tensor,
+    running_mean,
+    running_var,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """``relu(batch_norm(x, ...))`` with the same arguments and running-statistics update; in
+    training one fused kernel each way that keeps no ``xhat`` (eval: the two ops composed)."""
+    return batch_norm(
+        x, running_mean, running_var, weight, bias, training, momentum, eps, relu=True
+    )
 
 
 def layer_norm(

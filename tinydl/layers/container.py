@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from .hooks import has_hooks
 from .module import Module
 
 __all__ = ["Sequential", "ModuleList"]
@@ -11,7 +12,14 @@ __all__ = ["Sequential", "ModuleList"]
 
 class Sequential(Module):
     """Modules applied in order: ``Sequential(Linear(4, 8), ReLU(), Linear(8, 2))`` or from an
-    ``OrderedDict`` of named modules."""
+    ``OrderedDict`` of named modules.
+
+    A module with a ``fused_with(next_module)`` method may run itself and the module after it
+    as one op (``BatchNorm`` then ``ReLU``: ``F.batch_norm_relu``): the same numbers, fewer
+    passes over memory. Neither module may have hooks then: with a hook on either, both run
+    one by one as before, so the hooks see the intermediate output. The modules and their
+    names (the state-dict keys) stay as they are.
+    """
 
     def __init__(self, *modules):
         super().__init__()
@@ -32,8 +40,12 @@ class Sequential(Module):
         return self
 
     def forward(self, x):
-        for m in self._modules.values():
-            x = m(x)
+        mods = list(self._modules.values())
+        i = 0
+        while i < len(mods):
+            m = mods[i]
+            fused = _fused(m, mods[i + 1]) if i + 1 < len(mods) else None
+            x, i = (fused(x), i + 2) if fused is not None else (m(x), i + 1)
         return x
 
     def __getitem__(self, idx):
@@ -47,6 +59,14 @@ class Sequential(Module):
 
     def __iter__(self):
         return iter(self._modules.values())
+
+
+def _fused(m: Module, nxt: Module):
+    """``m`` and ``nxt`` as one callable (``m.fused_with(nxt)``), or None; never with hooks."""
+    fuse = getattr(m, "fused_with", None)
+    if fuse is None or has_hooks(m) or has_hooks(nxt):
+        return None
+    return fuse(nxt)
 
 
 class ModuleList(Module):

@@ -69,6 +69,13 @@ def add_hook(module, store: str, hook, prepend: bool = False, **flags) -> Remova
     return handle
 
 
+def has_hooks(module) -> bool:
+    """Whether ``module`` has forward, forward-pre or backward hooks (then it must be called
+    through ``Module.__call__``, not fused with a neighbour)."""
+    d = module.__dict__
+    return bool(d.get(FORWARD_PRE) or d.get(FORWARD) or d.get(BACKWARD))
+
+
 def call_with_hooks(module, args: tuple, kwargs: dict):
     """``module(*args, **kwargs)`` with its hooks (the slow path of ``Module.__call__``)."""
     d = module.__dict__

@@ -9,6 +9,7 @@ from .. import functional as F
 from .activation import Dropout, ReLU
 from .container import Sequential
 from .conv import AdaptiveAvgPool2d, Conv2d, MaxPool2d
+from .hooks import has_hooks
 from .linear import Flatten, Identity, Linear
 from .module import Module
 from .normalization import BatchNorm1d, BatchNorm2d
@@ -111,8 +112,12 @@ class BasicBlock(Module):
         else:
             self.shortcut = Identity()
 
+    def _bn1_relu(self, x):
+        # fused as in Sequential (batch_norm_relu), unless a hook on bn1 must see its output
+        return F.relu(self.bn1(x)) if has_hooks(self.bn1) else self.bn1.forward(x, relu=True)
+
     def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
+        out = self._bn1_relu(self.conv1(x))
         out = self.bn2(self.conv2(out))
         return F.relu(out + self.shortcut(x))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .. import functional as F
 from ..errors import ShapeError
 from ..tensor import Parameter, ones, tensor, zeros
+from .activation import ReLU
 from .module import Module
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm"]
@@ -34,7 +35,8 @@ class _BatchNorm(Module):
         else:
             self.running_mean = self.running_var = None
 
-    def forward(self, x):
+    def forward(self, x, *, relu: bool = False):
+        """``relu=True``: ``relu(self(x))`` as one fused op (see ``fused_with``)."""
         name = type(self).__name__
         if x.ndim not in self._dims:
             raise ShapeError(
@@ -50,9 +52,19 @@ class _BatchNorm(Module):
             self.num_batches_tracked.data += 1
             if momentum is None:  # cumulative moving average, as PyTorch
                 momentum = 1.0 / float(self.num_batches_tracked.item())
-        return self._batch_norm(x, self.training or self.running_mean is None, momentum)
+        training = self.training or self.running_mean is None
+        if not relu:
+            return self._batch_norm(x, training, momentum)
+        if type(self)._batch_norm is _BatchNorm._batch_norm:
+            return self._batch_norm(x, training, momentum, relu=True)
+        return F.relu(self._batch_norm(x, training, momentum))  # e.g. SyncBatchNorm: unfused
 
-    def _batch_norm(self, x, training: bool, momentum: float):
+    def fused_with(self, nxt):
+        """``x -> nxt(self(x))`` as one op when ``nxt`` is a plain ``ReLU`` (the fused
+        ``F.batch_norm_relu``: no ``xhat`` kept, no ReLU passes), else None."""
+        return (lambda x: self.forward(x, relu=True)) if type(nxt) is ReLU else None
+
+    def _batch_norm(self, x, training: bool, momentum: float, relu: bool = False):
         """The normalization proper (``SyncBatchNorm`` replaces it in training)."""
         return F.batch_norm(
             x,
@@ -63,6 +75,7 @@ class _BatchNorm(Module):
             training=training,
             momentum=momentum,
             eps=self.eps,
+            relu=relu,
         )
 
     def extra_repr(self) -> str:

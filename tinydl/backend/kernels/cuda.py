@@ -27,6 +27,7 @@ import numpy as np
 from ..cupy_backend import cupy_module
 from . import numpy_ref
 from .geometry import pair
+from .numpy_ref import batchnorm_relu_backward, batchnorm_relu_forward  # noqa: F401 (generic)
 
 __all__ = ["SPECS", *numpy_ref.OPS, "fused_sgd_update", "fused_adam_update"]
 

@@ -38,6 +38,8 @@ OPS = (
     "maxpool2d_backward",
     "batchnorm_forward",
     "batchnorm_backward",
+    "batchnorm_relu_forward",
+    "batchnorm_relu_backward",
 )
 __all__ = ["OPS", *OPS, "conv_output_size", "batchnorm_statistics"]
 
@@ -204,3 +206,21 @@ def batchnorm_backward(grad, xhat, weight, inv_std):
     dx -= h3 * (dweight / m).reshape(1, -1, 1)
     dx *= scale.reshape(1, -1, 1)
     return dx.reshape(grad.shape), dweight.astype(grad.dtype), dbias.astype(grad.dtype)
+
+
+def batchnorm_relu_forward(x, weight, bias, eps):
+    """``relu(batchnorm_forward(x, weight, bias, eps).y)`` without keeping ``xhat``: returns
+    ``(y, mean, var)``. The backward recomputes ``xhat`` from ``x``, which the caller keeps."""
+    y, _, mean, var = batchnorm_forward(x, weight, bias, eps)
+    return get_array_module(y).maximum(y, 0, out=y), mean, var
+
+
+def batchnorm_relu_backward(grad, x, y, weight, mean, inv_std):
+    """Gradients of ``batchnorm_relu_forward`` from the upstream ``grad``, its input ``x`` and
+    output ``y``: ``batchnorm_backward`` of ``grad * (y > 0)`` (a NaN ``y`` passes, and a NaN
+    ``grad`` under a 0 stays NaN, as ReLU's backward) with ``xhat = (x - mean) * inv_std``."""
+    g3, x3 = _channel_view(grad), _channel_view(x)
+    g = g3 * ~(_channel_view(y) <= 0)
+    xhat = (x3 - mean.reshape(1, -1, 1)) * inv_std.reshape(1, -1, 1)
+    dx, dweight, dbias = batchnorm_backward(g, xhat.astype(grad.dtype, copy=False), weight, inv_std)
+    return dx.reshape(grad.shape), dweight, dbias
