@@ -152,7 +152,9 @@ def conv2d(x: Tensor, weight: Tensor, bias=None, stride=1, padding=0, dilation=1
     gradient when the whole batch's fit the im2col budget (256 MiB unless changed with
     ``td.backend.set_im2col_budget`` or ``with td.backend.im2col_budget(nbytes):``); above it
     the batch runs in chunks of images that fit and backward recomputes each chunk's columns,
-    trading time for memory.
+    trading time for memory. 3x3 stride-1 layers with 16 or more input channels on the CPU
+    (Numba kernels) run Winograd F(2x2, 3x3) instead and keep its transformed input (16/9 of
+    ``x``, against im2col's 9x); see ``tinydl.functional.conv_winograd``.
     """
     x, weight = lift(x), lift(weight)
     bias = None if bias is None else lift(bias)
