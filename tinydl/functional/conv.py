@@ -20,6 +20,7 @@ from ..errors import DTypeError, ShapeError
 from ..grad_mode import is_grad_enabled
 from ._util import lift
 from .arithmetic import matmul
+from .conv_winograd import use_winograd, winograd_forward, winograd_grads
 
 __all__ = ["conv2d", "im2col", "col2im"]
 
@@ -151,7 +152,9 @@ def conv2d(x: Tensor, weight: Tensor, bias=None, stride=1, padding=0, dilation=1
     gradient when the whole batch's fit the im2col budget (256 MiB unless changed with
     ``td.backend.set_im2col_budget`` or ``with td.backend.im2col_budget(nbytes):``); above it
     the batch runs in chunks of images that fit and backward recomputes each chunk's columns,
-    trading time for memory.
+    trading time for memory. 3x3 stride-1 layers with 16 or more input channels on the CPU
+    (Numba kernels) run Winograd F(2x2, 3x3) instead and keep its transformed input (16/9 of
+    ``x``, against im2col's 9x); see ``tinydl.functional.conv_winograd``.
     """
     x, weight = lift(x), lift(weight)
     bias = None if bias is None else lift(bias)
@@ -189,7 +192,11 @@ class Conv2d(Function):
     added in the same pass. On the CPU the batch is split across the worker threads, each
     running single-threaded BLAS on its share. The columns are kept for the weight gradient
     when each share's fit the im2col budget (``tinydl.backend.set_im2col_budget``); otherwise a
-    share runs in chunks that do, and backward recomputes them chunk by chunk."""
+    share runs in chunks that do, and backward recomputes them chunk by chunk.
+
+    3x3 stride-1 layers on the CPU with the Numba kernels take the Winograd F(2x2, 3x3) path
+    instead (``conv_winograd``: no columns, 2.25x fewer multiplies); double backward rebuilds
+    im2col columns either way."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding, dilation, groups):
@@ -198,6 +205,11 @@ class Conv2d(Function):
         cout, _, kh, kw = weight.shape
         args = ((kh, kw), stride, padding, dilation)
         ctx.args, ctx.groups = args, groups
+        ctx.winograd = use_winograd(x, weight, stride, padding, dilation, groups)
+        if ctx.winograd:
+            out, vs = winograd_forward(ctx, x, weight, bias, padding)
+            ctx.save_for_backward(x, weight, *vs)
+            return out
         w2 = weight.reshape(cout, -1)
         oh, ow = _output_hw("conv2d", x.shape, (kh, kw), stride, padding, dilation)
         out = xp.empty((n, cout, oh * ow), dtype=x.dtype)
@@ -233,6 +245,9 @@ class Conv2d(Function):
         if need_w or need_x:
             if is_grad_enabled():  # create_graph: differentiable ops, the columns rebuilt
                 gx, gw = _conv_grads_graph(ctx, x, weight, grad, need_x, need_w)
+            elif ctx.winograd:
+                vs = [v.data for v in cols]
+                gx, gw = winograd_grads(ctx, x.shape, vs, grad.data, need_x, need_w)
             else:
                 gx, gw = _conv_grads(ctx, x.data, weight.data, grad.data, cols, need_x, need_w)
         gb = grad.sum((0, 2, 3)) if need_b else None

@@ -1,0 +1,140 @@
+"""conv2d's Winograd path (3x3, stride 1, Numba kernels) against the im2col path of the NumPy
+reference kernels: the output and every gradient, float64 and float32."""
+
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import tinydl as td
+import tinydl.functional as F
+from tinydl.backend import kernels
+from tinydl.functional import conv as conv_module
+from tinydl.functional import conv_winograd
+
+pytest.importorskip("tinydl.backend.kernels.numba_winograd", reason="Numba is not importable")
+
+# float32: measured max |winograd - im2col| / max |im2col| up to 9e-7 on these sizes (the
+# transforms add up to 9 terms before and after the GEMM); float64 about 1e-15.
+TOLERANCE = {np.float64: 1e-10, np.float32: 1e-5}
+
+
+def _run(kernel, x, w, b, padding, dy, create_graph=False):
+    """``(y, dx, dW[, db])`` of conv2d under ``kernel`` (``"numba"`` or ``"numpy"``)."""
+    with kernels.use_kernels(kernel):
+        xt, wt = td.tensor(x, requires_grad=True), td.tensor(w, requires_grad=True)
+        bt = None if b is None else td.tensor(b, requires_grad=True)
+        y = F.conv2d(xt, wt, bt, padding=padding)
+        y.backward(td.tensor(dy))
+        grads = [xt.grad, wt.grad] + ([] if b is None else [bt.grad])
+        return [y.detach().numpy()] + [g.numpy() for g in grads]
+
+
+def _compare(got, want, dtype):
+    for g, r in zip(got, want, strict=True):
+        assert g.dtype == dtype
+        scale = max(float(np.abs(r).max()), 1e-30)
+        assert float(np.abs(g - r).max()) / scale <= TOLERANCE[dtype]
+
+
+@st.composite
+def conv_cases(draw):
+    n, cin, cout = draw(st.integers(1, 5)), draw(st.integers(1, 5)), draw(st.integers(1, 4))
+    h, w, padding = draw(st.integers(1, 9)), draw(st.integers(1, 9)), draw(st.integers(0, 2))
+    assume(h + 2 * padding >= 3 and w + 2 * padding >= 3)
+    dtype = draw(st.sampled_from([np.float64, np.float32]))
+    return (n, cin, cout, h, w), padding, dtype, draw(st.booleans())
+
+
+def _any_channels():
+    """Winograd for every channel count, so that small hypothesis shapes take it too."""
+    return mock.patch.object(conv_winograd, "MIN_IN_CHANNELS", 1)
+
+
+def _counting():
+    return mock.patch.object(conv_module, "winograd_forward", wraps=conv_winograd.winograd_forward)
+
+
+@given(case=conv_cases(), threads=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
+def test_winograd_matches_the_im2col_reference(case, threads, seed):
+    """1-3 worker threads: one share of the batch each."""
+    (n, cin, cout, h, w), padding, dtype, bias = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, cin, h, w)).astype(dtype)
+    wt = rng.standard_normal((cout, cin, 3, 3)).astype(dtype)
+    b = rng.standard_normal(cout).astype(dtype) if bias else None
+    oh, ow = h + 2 * padding - 2, w + 2 * padding - 2
+    dy = rng.standard_normal((n, cout, oh, ow)).astype(dtype)
+    before = td.get_num_threads()
+    td.set_num_threads(threads)
+    try:
+        with _any_channels(), _counting() as spy:
+            got = _run("numba", x, wt, b, padding, dy)
+    finally:
+        td.set_num_threads(before)
+    assert spy.call_count == 1
+    with _counting() as spy:
+        want = _run("numpy", x, wt, b, padding, dy)
+    assert spy.call_count == 0
+    _compare(got, want, dtype)
+
+
+def test_a_mnistcnn_layer_in_float32_is_as_accurate_as_im2col():
+    """32 -> 32 channels at 28x28 (the MnistCNN layer): both float32 paths against float64."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 32, 28, 28))
+    w = rng.standard_normal((32, 32, 3, 3)) * 0.06
+    dy = rng.standard_normal((4, 32, 28, 28))
+    exact = _run("numpy", x, w, None, 1, dy)
+    f32 = [a.astype(np.float32) for a in (x, w, dy)]
+    for kernel in ("numba", "numpy"):
+        got = _run(kernel, f32[0], f32[1], None, 1, f32[2])
+        for g, r in zip(got, exact, strict=True):
+            assert float(np.abs(g - r).max() / np.abs(r).max()) < 2e-6, kernel
+
+
+@pytest.mark.parametrize(
+    "kwargs, shape, why",
+    [
+        ({"stride": 2}, (2, 16, 8, 8), "stride 2"),
+        ({"dilation": 2}, (2, 16, 8, 8), "dilation"),
+        ({"groups": 2}, (2, 16, 8, 8), "groups"),
+        ({}, (2, 1, 8, 8), "one input channel"),
+        ({"kernel": 5}, (2, 16, 8, 8), "5x5 kernel"),
+    ],
+)
+def test_other_convolutions_stay_on_im2col(kwargs, shape, why):
+    kernel, groups = kwargs.pop("kernel", 3), kwargs.get("groups", 1)
+    x = td.tensor(np.ones(shape, np.float32))
+    w = td.tensor(np.ones((4, shape[1] // groups, kernel, kernel), np.float32))
+    with kernels.use_kernels("numba"), _counting() as spy:
+        F.conv2d(x, w, padding=1, **kwargs)
+    assert spy.call_count == 0, why
+
+
+def test_a_batch_over_the_im2col_budget_stays_on_the_chunked_path():
+    x = td.tensor(np.ones((4, 16, 8, 8), np.float32))
+    w = td.tensor(np.ones((4, 16, 3, 3), np.float32))
+    with kernels.use_kernels("numba"), _counting() as spy:
+        F.conv2d(x, w, padding=1)
+        assert spy.call_count == 1
+        with kernels.im2col_budget(16 * 16 * 4 * 16 * 4 - 1):  # one byte under 4 images' V
+            F.conv2d(x, w, padding=1)
+    assert spy.call_count == 1
+
+
+def test_double_backward_after_a_winograd_forward():
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((2, 3, 5, 5)), rng.standard_normal((2, 3, 3, 3))
+    results = []
+    for kernel in ("numba", "numpy"):
+        with kernels.use_kernels(kernel), _any_channels(), _counting() as spy:
+            xt, wt = td.tensor(x, requires_grad=True), td.tensor(w, requires_grad=True)
+            (gx,) = td.grad((F.conv2d(xt, wt, padding=1) ** 2).sum(), [xt], create_graph=True)
+            (gw,) = td.grad((gx**2).sum(), [wt])
+            results.append((gx.detach().numpy(), gw.numpy()))
+        assert spy.call_count == (kernel == "numba")
+    for g, r in zip(*results, strict=True):
+        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-12)
