@@ -38,8 +38,9 @@ def _ranges(count: int, size: int):
 
 
 @njit(cache=True, nogil=True)
-def _im2col(xf, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cf):
-    m = n * oh * ow
+def _im2col(xf, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cf, rs, bs):
+    # column row `row`, image `b`, output row `y` starts at row*rs + b*bs + y*ow: rs = N*OH*OW,
+    # bs = OH*OW here; numba_conv_images passes its per-image layout's strides
     for row in range(c * kh * kw):
         ci, i, j = row // (kh * kw), row // kw % kh, row % kw
         w0 = j * dw - pw  # input column of output column 0 at kernel column j
@@ -47,7 +48,7 @@ def _im2col(xf, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cf):
         hi = max(min(ow, (w - 1 - w0) // sw + 1), lo)
         for b in range(n):
             for y in range(oh):
-                dst = uint64(row * m + (b * oh + y) * ow)
+                dst = uint64(row * rs + b * bs + y * ow)
                 ih = y * sh + i * dh - ph
                 if ih < 0 or ih >= h:
                     for xo in range(ow):
@@ -68,13 +69,13 @@ def im2col(x, kh: int, kw: int, stride=1, padding=0, dilation=1):
     oh, ow, (sh, sw), (ph, pw), (dh, dw) = _geometry(x.shape, kh, kw, stride, padding, dilation)
     cols = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
     xf = np.ascontiguousarray(x).reshape(-1)
-    _im2col(xf, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols.reshape(-1))
+    m = n * oh * ow
+    _im2col(xf, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols.reshape(-1), m, oh * ow)
     return cols
 
 
 @njit(cache=True, nogil=True)
-def _col2im(cf, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, xf):
-    m = n * oh * ow
+def _col2im(cf, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, xf, rs, bs):
     for row in range(c * kh * kw):
         ci, i, j = row // (kh * kw), row // kw % kh, row % kw
         w0 = j * dw - pw
@@ -85,7 +86,7 @@ def _col2im(cf, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, xf):
                 ih = y * sh + i * dh - ph
                 if ih < 0 or ih >= h:
                     continue
-                src = uint64(row * m + (b * oh + y) * ow + lo)
+                src = uint64(row * rs + b * bs + y * ow + lo)
                 dst = uint64(((b * c + ci) * h + ih) * w + w0 + lo * sw)
                 for t in range(hi - lo):
                     xf[dst + uint64(t * sw)] += cf[src + uint64(t)]
@@ -97,7 +98,8 @@ def col2im(cols, x_shape, kh: int, kw: int, stride=1, padding=0, dilation=1):
     oh, ow, (sh, sw), (ph, pw), (dh, dw) = _geometry(x_shape, kh, kw, stride, padding, dilation)
     out = np.zeros((n, c, h, w), dtype=cols.dtype)
     cf = np.ascontiguousarray(cols).reshape(-1)
-    _col2im(cf, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out.reshape(-1))
+    m = n * oh * ow
+    _col2im(cf, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out.reshape(-1), m, oh * ow)
     return out
 
 
