@@ -205,7 +205,7 @@ def _maxpool_bwd(gf, af, p0, p1, h, w, kw, sh, sw, ph, pw, oh, ow, dxf):
 def _maxpool_bwd_2x2(gf, af, p0, p1, h, w, oh, ow, dxf):
     """The common case (2x2 windows, stride 2, no padding): every maximum is inside its window
     and the offset splits with shifts, not the general loop's divisions by ``kw`` and bounds
-    tests (measured 1.6 against 6.6 ms at 128x32x28x28, one thread)."""
+    tests (measured with the zero fill: 2.1-2.2 against 3.8-4.0 ms at 128x32x28x28, one thread)."""
     for p in range(p0, p1):
         for y in range(oh):
             r0 = (p * h + 2 * y) * w
