@@ -12,7 +12,7 @@ import tinydl.functional as F
 from tests.backend.test_kernels_numpy import arrays_any_layout, naive_col2im, naive_im2col
 from tinydl.backend import kernels
 from tinydl.backend.kernels import conv_images_ref as R
-from tinydl.functional import conv_images
+from tinydl.functional import _conv_images as conv_images
 from tinydl.testing import conv_params
 
 B = pytest.importorskip(

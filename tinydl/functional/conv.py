@@ -18,9 +18,9 @@ from ..backend.kernels.geometry import pair
 from ..backend.threads import get_num_threads, parallel, split
 from ..errors import DTypeError, ShapeError
 from ..grad_mode import is_grad_enabled
+from ._conv_images import forward_images, grads_images, image_kernels
 from ._util import lift
 from .arithmetic import matmul
-from .conv_images import forward_images, grads_images, image_kernels
 
 __all__ = ["conv2d", "im2col", "col2im"]
 
@@ -207,7 +207,7 @@ class Conv2d(Function):
             chunk = max(1, chunk // len(shares))
         ctx.shares, ctx.chunk = shares, chunk
         ctx.image_kernels, ctx.ones = image_kernels(x, groups, oh * ow), bias is not None
-        if ctx.image_kernels:  # CPU, Numba: the per-image layout (see conv_images)
+        if ctx.image_kernels:  # CPU, Numba: the per-image layout (see _conv_images)
             y, cols = forward_images(ctx, x, weight, bias, oh, ow)
             ctx.save_for_backward(x, weight, *cols)
             return y
