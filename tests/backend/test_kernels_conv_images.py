@@ -74,7 +74,7 @@ def test_col2im_images_equals_the_reference(params, ones, data):
     assert x.dtype == dtype and x.shape == x_shape and x.flags.c_contiguous
 
 
-def _conv_and_grads(x, w, b, params, g, variant):
+def _conv_and_grads(x, w, b, params, g, variant, create_graph=False):
     with td.backend.use_kernels(variant):
         ts = [td.tensor(a, requires_grad=True) for a in (x, w) + ((b,) if b is not None else ())]
         y = F.conv2d(
@@ -84,7 +84,7 @@ def _conv_and_grads(x, w, b, params, g, variant):
             params["padding"],
             params["dilation"],
         )
-        grads = td.grad(y, ts, td.tensor(g))
+        grads = td.grad(y, ts, td.tensor(g), create_graph=create_graph)
     return [y.data, *(t.data for t in grads)]
 
 
@@ -110,14 +110,15 @@ def test_conv2d_on_the_image_path_equals_the_reference_path(params, bias, data, 
         got = _conv_and_grads(x, w, b if bias else None, params, g, "numba")
         with kernels.im2col_budget(x[0].size * 9 * 4 * 8):  # chunks of about one image
             chunked = _conv_and_grads(x, w, b if bias else None, params, g, "numba")
+        graph = _conv_and_grads(x, w, b if bias else None, params, g, "numba", create_graph=True)
     finally:
         conv_images._MIN_PIXELS = old
         td.backend.threads.set_num_threads(old_threads)
     tol = 2e-5 if dtype == np.float32 else 1e-12
-    for a, r, c in zip(got, ref, chunked):
+    for a, r, c, d in zip(got, ref, chunked, graph):
         assert a.dtype == r.dtype and a.shape == r.shape
-        np.testing.assert_allclose(a, r, rtol=tol, atol=tol)
-        np.testing.assert_allclose(c, r, rtol=tol, atol=tol)
+        for other in (a, c, d):
+            np.testing.assert_allclose(other, r, rtol=tol, atol=tol)
 
 
 def test_conv2d_takes_the_image_path_for_large_outputs_only(monkeypatch):
