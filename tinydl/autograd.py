@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import profiler as _profiler
+from .autograd_graph import HookHandle, _queues, count_dependencies, queue_callback
+from .autograd_graph import zeros as _zeros
 from .backend import as_array as _as_array
 from .backend import get_array_module
 from .debug import (
@@ -161,19 +163,20 @@ class Function:
     def apply(cls, *args, **kwargs):
         frame = _profiler._open and _profiler.op_begin(cls, args)  # one read when not profiling
         # NOTE: one pass over the arguments; this is the path every op takes (see
-        # benchmarks/overhead.py): the device check is skipped when every tensor holds a NumPy
-        # array (all on the CPU), the common case.
-        raw, needs, grad, kinds = [], [], False, set()
+        # benchmarks/overhead.py), so it is written out by hand: no generators, no sets. The
+        # device check is skipped when every tensor holds a NumPy array (all on the CPU).
+        raw, needs, grad, host = [], [], False, True
         for a in args:
             if isinstance(a, Tensor):
-                raw.append(a.data)
+                data = a.data
+                raw.append(data)
                 needs.append(a._requires_grad)
                 grad = grad or a._requires_grad
-                kinds.add(type(a.data))
+                host = host and type(data) is _ndarray
             else:
                 raw.append(a)
                 needs.append(False)
-        if kinds and kinds != _HOST:
+        if not host:
             _check_devices(cls, args)
         calls = _recorder.get()
         if calls is not None:
@@ -182,31 +185,33 @@ class Function:
         ctx.needs_input_grad = needs = tuple(needs)
         out = cls.forward(ctx, *raw, **kwargs)
         multi = isinstance(out, tuple)
-        raw_outs = out if multi else (out,)
-        outs = tuple(o if type(o) is np.ndarray else _as_array(o) for o in raw_outs)
+        outs = [o if type(o) is _ndarray else _as_array(o) for o in (out if multi else (out,))]
         if _anomaly.get():
             check_forward(cls, args, outs)
         if grad and _grad_enabled.get():
             ctx.fn = cls
-            ctx.edges = tuple(a._edge() if n else None for a, n in zip(args, needs))
-            ctx.input_meta = tuple(
-                (a.data.shape, a.data.dtype) if isinstance(a, Tensor) else None for a in args
-            )
-            ctx.output_meta = tuple((o.shape, o.dtype) for o in outs)
+            edges, meta = [], []
+            for a, n in zip(args, needs):
+                if n:
+                    edges.append(a if a._node is None else (a._node, a._idx))
+                else:
+                    edges.append(None)
+                meta.append((a.data.shape, a.data.dtype) if isinstance(a, Tensor) else None)
+            ctx.edges, ctx.input_meta = tuple(edges), tuple(meta)
+            ctx.output_meta = tuple([(o.shape, o.dtype) for o in outs])
             if ctx._to_save:
-                _pack_saved(ctx, args, raw_outs, outs)
-            results = tuple(
-                _make_tensor(o, ctx if is_floating(o.dtype) else None, i)
-                for i, o in enumerate(outs)
-            )
+                _pack_saved(ctx, args, out if multi else (out,), outs)
+            results = [
+                _make_tensor(o, ctx if o.dtype.kind == "f" else None, i) for i, o in enumerate(outs)
+            ]
         else:
-            results = tuple(_make_tensor(o) for o in outs)
+            results = [_make_tensor(o) for o in outs]
         if frame:
             _profiler.op_end(frame, outs)
-        return results if multi else results[0]
+        return tuple(results) if multi else results[0]
 
 
-_HOST = {np.ndarray}
+_ndarray = np.ndarray
 
 
 def _check_devices(cls, args) -> None:
@@ -275,18 +280,17 @@ def broadcast_to(x: Tensor, shape) -> Tensor:
 def _pass(roots, root_grads, retain_graph, create_graph, targets):
     """Run backward from ``roots``. Without ``targets`` gradients accumulate into leaves' ``.grad``;
     with ``targets`` (a list of Tensors) they are returned instead, and no ``.grad`` changes."""
-    want = {}  # key of a target -> position in targets
-    for i, t in enumerate(targets or ()):
-        want[t._key()] = i
+    want = {t._key(): i for i, t in enumerate(targets)} if targets else {}  # key -> position
     found = [None] * len(targets or ())
-
     buffers = {}  # node -> list of output grads
     leaf_grads = {}  # id(leaf) -> [leaf, grad]
 
     def route(edge, g):
-        if isinstance(edge, tuple):
+        if type(edge) is tuple:
             node, idx = edge
-            buf = buffers.setdefault(node, [None] * len(node.output_meta))
+            buf = buffers.get(node)
+            if buf is None:
+                buf = buffers[node] = [None] * len(node.output_meta)
             buf[idx] = g if buf[idx] is None else buf[idx] + g
         else:
             slot = leaf_grads.setdefault(id(edge), [edge, None])
@@ -300,23 +304,26 @@ def _pass(roots, root_grads, retain_graph, create_graph, targets):
             if t._node is not None:
                 roots_nodes.append(t._node)
 
-        deps = _count_dependencies(roots_nodes)
+        deps = count_dependencies(roots_nodes)
         ready = [n for n in dict.fromkeys(roots_nodes) if deps.get(n, 0) == 0]
         while ready:
             node = ready.pop()
             grads = buffers.pop(node, None) or [None] * len(node.output_meta)
-            for idx in range(len(node.output_meta)):
-                g = grads[idx]
+            live = False
+            for idx, g in enumerate(grads):
                 if g is None:
                     continue
-                for hook in (node.hooks or {}).get(idx, ()):
-                    out = hook(g)
-                    g = g if out is None else out
-                grads[idx] = g
-                pos = want.get((id(node), idx))
-                if pos is not None:
-                    found[pos] = g if found[pos] is None else found[pos] + g
-            if any(g is not None for g in grads):
+                live = True
+                if node.hooks:
+                    for hook in node.hooks.get(idx, ()):
+                        out = hook(g)
+                        g = g if out is None else out
+                    grads[idx] = g
+                if want:
+                    pos = want.get((id(node), idx))
+                    if pos is not None:
+                        found[pos] = g if found[pos] is None else found[pos] + g
+            if live:
                 if observer is None:
                     in_grads = _call_backward(node, grads)
                 else:  # timed, recorded, checked; returns the gradients already fitted
@@ -327,7 +334,7 @@ def _pass(roots, root_grads, retain_graph, create_graph, targets):
                     if edge is not None and g is not None:
                         route(edge, _fit_grad(node, g, meta))
             for edge in node.edges:
-                if isinstance(edge, tuple):
+                if type(edge) is tuple:
                     child = edge[0]
                     deps[child] -= 1
                     if deps[child] == 0:
@@ -337,8 +344,8 @@ def _pass(roots, root_grads, retain_graph, create_graph, targets):
             for hook in leaf._hooks or ():
                 out = hook(g)
                 g = g if out is None else out
-            pos = want.get(leaf._key())
             if targets is not None:
+                pos = want.get(leaf._key())
                 if pos is not None:
                     found[pos] = g if found[pos] is None else found[pos] + g
             elif leaf.grad is None:
@@ -348,17 +355,6 @@ def _pass(roots, root_grads, retain_graph, create_graph, targets):
             else:
                 leaf.grad = leaf.grad + g
     return found
-
-
-_queues = []  # per running backward pass (they nest when a hook runs one): its callbacks
-
-
-def queue_callback(fn) -> None:
-    """From a hook in ``backward()``: run ``fn()`` once, when the pass has set every ``.grad``."""
-    if not _queues:
-        raise BackwardError("queue_callback: call it from a hook while backward() runs")
-    if fn not in _queues[-1]:  # queued by many hooks, run once
-        _queues[-1].append(fn)
 
 
 def _backward(roots, root_grads, retain_graph, create_graph, targets=None):
@@ -372,28 +368,12 @@ def _backward(roots, root_grads, retain_graph, create_graph, targets=None):
     return found
 
 
-def _count_dependencies(roots):
-    """How many edges point at each node reachable from ``roots`` (iterative: no recursion limit)."""
-    deps = {}
-    stack = list(dict.fromkeys(roots))
-    seen = set(stack)
-    while stack:
-        node = stack.pop()
-        for edge in node.edges:
-            if isinstance(edge, tuple):
-                child = edge[0]
-                deps[child] = deps.get(child, 0) + 1
-                if child not in seen:
-                    seen.add(child)
-                    stack.append(child)
-    return deps
-
-
 def _call_backward(node, grads):
     if node._saved is _FREED:
         _ = node.saved_tensors  # raises the "second time" error
     full = grads
-    if node.materialize_grads:
+    # NOTE: `is` tests: `None in grads` would call Tensor.__eq__
+    if node.materialize_grads and any(g is None for g in grads):
         full = [
             g if g is not None else _make_tensor(_zeros(shape, dtype, grads))
             for g, (shape, dtype) in zip(grads, node.output_meta)
@@ -407,28 +387,21 @@ def _call_backward(node, grads):
     return out
 
 
-def _zeros(shape, dtype, grads):
-    """The zero gradient of an output that got none, on the device of the outputs that did."""
-    for g in grads:
-        if g is not None:
-            return get_array_module(g.data).zeros(shape, dtype)
-    return np.zeros(shape, dtype)
-
-
 def _fit_grad(node, g, meta):
     """Reduce a broadcast gradient to its input's shape and dtype: the one place this happens."""
     if not isinstance(g, Tensor):
         g = _make_tensor(_as_array(g))
     shape, dtype = meta
-    if g.shape != shape:
-        lead = len(g.shape) - len(shape)
-        ok = lead >= 0 and all(s in (1, n) for s, n in zip(shape, g.shape[lead:]))
+    data = g.data
+    if data.shape != shape:
+        lead = len(data.shape) - len(shape)
+        ok = lead >= 0 and all(s in (1, n) for s, n in zip(shape, data.shape[lead:]))
         if not ok:
             raise BackwardError(
                 f"{node.name}.backward: gradient of shape {g.shape} does not fit input of shape {shape}"
             )
         g = sum_to(g, shape)
-    if g.dtype != dtype:
+    if g.data.dtype != dtype:
         g = g.to(dtype)
     return g
 
@@ -489,15 +462,6 @@ def _root_grads(op, outputs, grad_outputs):
 
 
 # ----------------------------------------------------------------------------- Tensor
-
-
-class _HookHandle:
-    def __init__(self, hooks, fn):
-        self._hooks, self._fn = hooks, fn
-
-    def remove(self):
-        if self._fn in self._hooks:
-            self._hooks.remove(self._fn)
 
 
 class Tensor(TensorMethods):
@@ -579,7 +543,7 @@ class Tensor(TensorMethods):
             self._node.hooks = self._node.hooks if self._node.hooks is not None else {}
             hooks = self._node.hooks.setdefault(self._idx, [])
         hooks.append(fn)
-        return _HookHandle(hooks, fn)
+        return HookHandle(hooks, fn)
 
     def detach(self) -> Tensor:
         """The same data, cut from the graph (shares memory)."""
