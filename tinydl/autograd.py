@@ -91,16 +91,13 @@ class Context:
                 "arrays were freed after the first backward. Pass retain_graph=True to the "
                 "first backward() or td.grad() call if you need to backward twice."
             )
-        return tuple(_unpack_saved(self, item) for item in self._saved)
+        return tuple([v if k == "tensor" else _unpack_saved(self, k, v) for k, v in self._saved])
 
     def __repr__(self) -> str:
         return f"<{self.name}Backward>"
 
 
-def _unpack_saved(ctx, item):
-    kind, value = item
-    if kind == "tensor":
-        return value
+def _unpack_saved(ctx, kind, value):
     if kind == "output":  # rebuilt on demand: holding the output Tensor would make a cycle
         array, idx = value
         return _make_tensor(array, ctx, idx)
@@ -184,28 +181,35 @@ class Function:
         ctx = Context()
         ctx.needs_input_grad = needs = tuple(needs)
         out = cls.forward(ctx, *raw, **kwargs)
+        # NOTE: one output (the common case) is handled without comprehensions (a call each)
         multi = isinstance(out, tuple)
-        outs = [o if type(o) is _ndarray else _as_array(o) for o in (out if multi else (out,))]
+        if multi:
+            outs = [o if type(o) is _ndarray else _as_array(o) for o in out]
+        else:
+            outs = [out if type(out) is _ndarray else _as_array(out)]
         if _anomaly.get():
             check_forward(cls, args, outs)
         if grad and _grad_enabled.get():
             ctx.fn = cls
             edges, meta = [], []
-            for a, n in zip(args, needs):
+            for a, r, n in zip(args, raw, needs):
                 if n:
                     edges.append(a if a._node is None else (a._node, a._idx))
                 else:
                     edges.append(None)
-                meta.append((a.data.shape, a.data.dtype) if isinstance(a, Tensor) else None)
+                meta.append((r.shape, r.dtype) if isinstance(a, Tensor) else None)
             ctx.edges, ctx.input_meta = tuple(edges), tuple(meta)
-            ctx.output_meta = tuple([(o.shape, o.dtype) for o in outs])
+            meta, results = [], []
+            for i, o in enumerate(outs):
+                meta.append((o.shape, o.dtype))
+                results.append(_make_tensor(o, ctx if o.dtype.kind == "f" else None, i))
+            ctx.output_meta = tuple(meta)
             if ctx._to_save:
                 _pack_saved(ctx, args, out if multi else (out,), outs)
-            results = [
-                _make_tensor(o, ctx if o.dtype.kind == "f" else None, i) for i, o in enumerate(outs)
-            ]
         else:
-            results = [_make_tensor(o) for o in outs]
+            results = []
+            for o in outs:
+                results.append(_make_tensor(o))
         if frame:
             _profiler.op_end(frame, outs)
         return tuple(results) if multi else results[0]

@@ -69,7 +69,9 @@ class Sum(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return broadcast_to(_keep(grad, ctx.shape, ctx.dims, ctx.keepdim), ctx.shape), None, None
+        # NOTE: a 0-d gradient (a sum of everything) broadcasts as it is: no reshape op
+        kept = grad if grad.data.ndim == 0 else _keep(grad, ctx.shape, ctx.dims, ctx.keepdim)
+        return broadcast_to(kept, ctx.shape), None, None
 
 
 def sum(x: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:
