@@ -336,7 +336,11 @@ def _pass(roots, root_grads, retain_graph, create_graph, targets):
                     node._saved = _FREED
                 for edge, meta, g in zip(node.edges, node.input_meta, in_grads):
                     if edge is not None and g is not None:
-                        route(edge, _fit_grad(node, g, meta))
+                        # NOTE: a Tensor of the input's shape and dtype (the common case) is
+                        # routed as it is, without the call
+                        if type(g) is not Tensor or g.data.shape != meta[0] or g.data.dtype is not meta[1]:
+                            g = _fit_grad(node, g, meta)
+                        route(edge, g)
             for edge in node.edges:
                 if type(edge) is tuple:
                     child = edge[0]
@@ -357,8 +361,18 @@ def _pass(roots, root_grads, retain_graph, create_graph, targets):
                 # update of one .grad must not change another).
                 leaf.grad = g if create_graph else _make_tensor(g.data.copy())
             else:
-                leaf.grad = leaf.grad + g
+                leaf.grad = _accumulate(leaf.grad, g, not create_graph and observer is None)
     return found
+
+
+def _accumulate(old, g, plain):
+    """``old + g`` for a leaf's ``.grad``: the Add op, or with ``plain`` (no graph, and no profile,
+    trace or anomaly check to see the op) and matching NumPy arrays, one array sum."""
+    a, b = old.data, g.data
+    if plain and type(a) is _ndarray and type(b) is _ndarray and _recorder.get() is None:
+        if a.shape == b.shape and a.dtype == b.dtype:
+            return _make_tensor(a + b)
+    return old + g
 
 
 def _backward(roots, root_grads, retain_graph, create_graph, targets=None):
@@ -376,12 +390,13 @@ def _call_backward(node, grads):
     if node._saved is _FREED:
         _ = node.saved_tensors  # raises the "second time" error
     full = grads
-    # NOTE: `is` tests: `None in grads` would call Tensor.__eq__
-    if node.materialize_grads and any(g is None for g in grads):
-        full = [
-            g if g is not None else _make_tensor(_zeros(shape, dtype, grads))
-            for g, (shape, dtype) in zip(grads, node.output_meta)
-        ]
+    for g in grads if node.materialize_grads else ():  # NOTE: not `None in grads` (Tensor.__eq__)
+        if g is None:
+            full = [
+                g if g is not None else _make_tensor(_zeros(shape, dtype, grads))
+                for g, (shape, dtype) in zip(grads, node.output_meta)
+            ]
+            break
     out = node.fn.backward(node, *full)
     out = out if isinstance(out, tuple) else (out,)
     if len(out) < len(node.edges):
