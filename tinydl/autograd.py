@@ -199,11 +199,16 @@ class Function:
                     edges.append(None)
                 meta.append((r.shape, r.dtype) if isinstance(a, Tensor) else None)
             ctx.edges, ctx.input_meta = tuple(edges), tuple(meta)
-            meta, results = [], []
-            for i, o in enumerate(outs):
-                meta.append((o.shape, o.dtype))
-                results.append(_make_tensor(o, ctx if o.dtype.kind == "f" else None, i))
-            ctx.output_meta = tuple(meta)
+            if multi:
+                ctx.output_meta = tuple([(o.shape, o.dtype) for o in outs])
+                results = [
+                    _make_tensor(o, ctx if o.dtype.kind == "f" else None, i)
+                    for i, o in enumerate(outs)
+                ]
+            else:
+                o = outs[0]
+                ctx.output_meta = ((o.shape, o.dtype),)
+                results = [_make_tensor(o, ctx if o.dtype.kind == "f" else None, 0)]
             if ctx._to_save:
                 _pack_saved(ctx, args, out if multi else (out,), outs)
         else:
@@ -216,6 +221,7 @@ class Function:
 
 
 _ndarray = np.ndarray
+_new = object.__new__
 
 
 def _check_devices(cls, args) -> None:
@@ -573,7 +579,7 @@ def _make_tensor(array, node=None, idx=0) -> Tensor:
     """The engine's constructor behind ``Tensor.from_array``: ``array`` as is (``__init__``
     checks and converts, which an op's own output does not need) and, for a Function's output,
     the graph node that made it and the output's index."""
-    t = object.__new__(Tensor)
+    t = _new(Tensor)
     t.data = array
     t.grad = None
     t._node = node
