@@ -192,12 +192,15 @@ class Function:
         if grad and _grad_enabled.get():
             ctx.fn = cls
             edges, meta = [], []
-            for a, r, n in zip(args, raw, needs):
-                if n:
-                    edges.append(a if a._node is None else (a._node, a._idx))
+            for a in args:
+                if isinstance(a, Tensor):
+                    meta.append((a.data.shape, a.data.dtype))
+                    if a._requires_grad:
+                        edges.append(a if a._node is None else (a._node, a._idx))
+                        continue
                 else:
-                    edges.append(None)
-                meta.append((r.shape, r.dtype) if isinstance(a, Tensor) else None)
+                    meta.append(None)
+                edges.append(None)
             ctx.edges, ctx.input_meta = tuple(edges), tuple(meta)
             if multi:
                 ctx.output_meta = tuple([(o.shape, o.dtype) for o in outs])
