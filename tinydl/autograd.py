@@ -109,14 +109,14 @@ def _unpack_saved(ctx, kind, value):
 def _pack_saved(ctx, args, raw_outs, outs):
     packed = []
     for item in ctx._to_save:
-        if isinstance(item, Tensor):
-            packed.append(("tensor", item))
-            continue
-        for a in args:
+        for a in args:  # NOTE: inputs first, the common case (an item that is a Tensor never matches)
             if isinstance(a, Tensor) and a.data is item:
                 packed.append(("tensor", a))
                 break
         else:
+            if isinstance(item, Tensor):
+                packed.append(("tensor", item))
+                continue
             for i, (r, o) in enumerate(zip(raw_outs, outs)):
                 if item is r or item is o:  # r may be a NumPy scalar that o wraps
                     packed.append(("output", (o, i)))
@@ -180,7 +180,7 @@ class Function:
             calls.append((cls, args, kwargs))
         ctx = Context()
         ctx.needs_input_grad = needs = tuple(needs)
-        out = cls.forward(ctx, *raw, **kwargs)
+        out = cls.forward(ctx, *raw, **kwargs) if kwargs else cls.forward(ctx, *raw)
         # NOTE: one output (the common case) is handled without comprehensions (a call each)
         multi = isinstance(out, tuple)
         if multi:
