@@ -347,7 +347,8 @@ def _pass(roots, root_grads, retain_graph, create_graph, targets):
                     if edge is not None and g is not None:
                         # NOTE: a Tensor of the input's shape and dtype (the common case) is
                         # routed as it is, without the call
-                        if type(g) is not Tensor or g.data.shape != meta[0] or g.data.dtype is not meta[1]:
+                        fits = type(g) is Tensor and g.data.shape == meta[0]
+                        if not fits or g.data.dtype is not meta[1]:
                             g = _fit_grad(node, g, meta)
                         route(edge, g)
             for edge in node.edges:
