@@ -16,7 +16,7 @@ LAYERS = [
     {"backend"},
     # NOTE: debug holds the anomaly/trace state that the engine consults on every op; it
     # imports nothing above the backend.
-    {"autograd", "tensor_methods", "tensor", "debug", "profiler"},
+    {"autograd", "autograd_graph", "tensor_methods", "tensor", "debug", "profiler"},
     # NOTE: io (the checked safetensors/npz reader) needs only autograd and the backend; it sits
     # below layers so that LeNet5(pretrained=True) can read its shipped weights
     # NOTE: autograd_functional (jacobian, hvp, ...) needs autograd and functional's shape ops;

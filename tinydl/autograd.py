@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import profiler as _profiler
+from .autograd_graph import HookHandle, _queues, count_dependencies, queue_callback
+from .autograd_graph import zeros as _zeros
 from .backend import as_array as _as_array
 from .backend import get_array_module
 from .debug import (
@@ -89,16 +91,13 @@ class Context:
                 "arrays were freed after the first backward. Pass retain_graph=True to the "
                 "first backward() or td.grad() call if you need to backward twice."
             )
-        return tuple(_unpack_saved(self, item) for item in self._saved)
+        return tuple([v if k == "tensor" else _unpack_saved(self, k, v) for k, v in self._saved])
 
     def __repr__(self) -> str:
         return f"<{self.name}Backward>"
 
 
-def _unpack_saved(ctx, item):
-    kind, value = item
-    if kind == "tensor":
-        return value
+def _unpack_saved(ctx, kind, value):
     if kind == "output":  # rebuilt on demand: holding the output Tensor would make a cycle
         array, idx = value
         return _make_tensor(array, ctx, idx)
@@ -110,14 +109,14 @@ def _unpack_saved(ctx, item):
 def _pack_saved(ctx, args, raw_outs, outs):
     packed = []
     for item in ctx._to_save:
-        if isinstance(item, Tensor):
-            packed.append(("tensor", item))
-            continue
-        for a in args:
+        for a in args:  # NOTE: inputs first, the common case (an item that is a Tensor never matches)
             if isinstance(a, Tensor) and a.data is item:
                 packed.append(("tensor", a))
                 break
         else:
+            if isinstance(item, Tensor):
+                packed.append(("tensor", item))
+                continue
             for i, (r, o) in enumerate(zip(raw_outs, outs)):
                 if item is r or item is o:  # r may be a NumPy scalar that o wraps
                     packed.append(("output", (o, i)))
@@ -161,52 +160,71 @@ class Function:
     def apply(cls, *args, **kwargs):
         frame = _profiler._open and _profiler.op_begin(cls, args)  # one read when not profiling
         # NOTE: one pass over the arguments; this is the path every op takes (see
-        # benchmarks/overhead.py): the device check is skipped when every tensor holds a NumPy
-        # array (all on the CPU), the common case.
-        raw, needs, grad, kinds = [], [], False, set()
+        # benchmarks/overhead.py), so it is written out by hand: no generators, no sets. The
+        # device check is skipped when every tensor holds a NumPy array (all on the CPU).
+        raw, needs, grad, host = [], [], False, True
         for a in args:
             if isinstance(a, Tensor):
-                raw.append(a.data)
+                data = a.data
+                raw.append(data)
                 needs.append(a._requires_grad)
                 grad = grad or a._requires_grad
-                kinds.add(type(a.data))
+                host = host and type(data) is _ndarray
             else:
                 raw.append(a)
                 needs.append(False)
-        if kinds and kinds != _HOST:
+        if not host:
             _check_devices(cls, args)
         calls = _recorder.get()
         if calls is not None:
             calls.append((cls, args, kwargs))
         ctx = Context()
         ctx.needs_input_grad = needs = tuple(needs)
-        out = cls.forward(ctx, *raw, **kwargs)
+        out = cls.forward(ctx, *raw, **kwargs) if kwargs else cls.forward(ctx, *raw)
+        # NOTE: one output (the common case) is handled without comprehensions (a call each)
         multi = isinstance(out, tuple)
-        raw_outs = out if multi else (out,)
-        outs = tuple(o if type(o) is np.ndarray else _as_array(o) for o in raw_outs)
+        if multi:
+            outs = [o if type(o) is _ndarray else _as_array(o) for o in out]
+        else:
+            outs = [out if type(out) is _ndarray else _as_array(out)]
         if _anomaly.get():
             check_forward(cls, args, outs)
         if grad and _grad_enabled.get():
             ctx.fn = cls
-            ctx.edges = tuple(a._edge() if n else None for a, n in zip(args, needs))
-            ctx.input_meta = tuple(
-                (a.data.shape, a.data.dtype) if isinstance(a, Tensor) else None for a in args
-            )
-            ctx.output_meta = tuple((o.shape, o.dtype) for o in outs)
+            edges, meta = [], []
+            for a in args:
+                if isinstance(a, Tensor):
+                    meta.append((a.data.shape, a.data.dtype))
+                    if a._requires_grad:
+                        edges.append(a if a._node is None else (a._node, a._idx))
+                        continue
+                else:
+                    meta.append(None)
+                edges.append(None)
+            ctx.edges, ctx.input_meta = tuple(edges), tuple(meta)
+            if multi:
+                ctx.output_meta = tuple([(o.shape, o.dtype) for o in outs])
+                results = [
+                    _make_tensor(o, ctx if o.dtype.kind == "f" else None, i)
+                    for i, o in enumerate(outs)
+                ]
+            else:
+                o = outs[0]
+                ctx.output_meta = ((o.shape, o.dtype),)
+                results = [_make_tensor(o, ctx if o.dtype.kind == "f" else None, 0)]
             if ctx._to_save:
-                _pack_saved(ctx, args, raw_outs, outs)
-            results = tuple(
-                _make_tensor(o, ctx if is_floating(o.dtype) else None, i)
-                for i, o in enumerate(outs)
-            )
+                _pack_saved(ctx, args, out if multi else (out,), outs)
         else:
-            results = tuple(_make_tensor(o) for o in outs)
+            results = []
+            for o in outs:
+                results.append(_make_tensor(o))
         if frame:
             _profiler.op_end(frame, outs)
-        return results if multi else results[0]
+        return tuple(results) if multi else results[0]
 
 
-_HOST = {np.ndarray}
+_ndarray = np.ndarray
+_new = object.__new__
 
 
 def _check_devices(cls, args) -> None:
@@ -275,18 +293,17 @@ def broadcast_to(x: Tensor, shape) -> Tensor:
 def _pass(roots, root_grads, retain_graph, create_graph, targets):
     """Run backward from ``roots``. Without ``targets`` gradients accumulate into leaves' ``.grad``;
     with ``targets`` (a list of Tensors) they are returned instead, and no ``.grad`` changes."""
-    want = {}  # key of a target -> position in targets
-    for i, t in enumerate(targets or ()):
-        want[t._key()] = i
+    want = {t._key(): i for i, t in enumerate(targets)} if targets else {}  # key -> position
     found = [None] * len(targets or ())
-
     buffers = {}  # node -> list of output grads
     leaf_grads = {}  # id(leaf) -> [leaf, grad]
 
     def route(edge, g):
-        if isinstance(edge, tuple):
+        if type(edge) is tuple:
             node, idx = edge
-            buf = buffers.setdefault(node, [None] * len(node.output_meta))
+            buf = buffers.get(node)
+            if buf is None:
+                buf = buffers[node] = [None] * len(node.output_meta)
             buf[idx] = g if buf[idx] is None else buf[idx] + g
         else:
             slot = leaf_grads.setdefault(id(edge), [edge, None])
@@ -300,23 +317,26 @@ def _pass(roots, root_grads, retain_graph, create_graph, targets):
             if t._node is not None:
                 roots_nodes.append(t._node)
 
-        deps = _count_dependencies(roots_nodes)
+        deps = count_dependencies(roots_nodes)
         ready = [n for n in dict.fromkeys(roots_nodes) if deps.get(n, 0) == 0]
         while ready:
             node = ready.pop()
             grads = buffers.pop(node, None) or [None] * len(node.output_meta)
-            for idx in range(len(node.output_meta)):
-                g = grads[idx]
+            live = False
+            for idx, g in enumerate(grads):
                 if g is None:
                     continue
-                for hook in (node.hooks or {}).get(idx, ()):
-                    out = hook(g)
-                    g = g if out is None else out
-                grads[idx] = g
-                pos = want.get((id(node), idx))
-                if pos is not None:
-                    found[pos] = g if found[pos] is None else found[pos] + g
-            if any(g is not None for g in grads):
+                live = True
+                if node.hooks:
+                    for hook in node.hooks.get(idx, ()):
+                        out = hook(g)
+                        g = g if out is None else out
+                    grads[idx] = g
+                if want:
+                    pos = want.get((id(node), idx))
+                    if pos is not None:
+                        found[pos] = g if found[pos] is None else found[pos] + g
+            if live:
                 if observer is None:
                     in_grads = _call_backward(node, grads)
                 else:  # timed, recorded, checked; returns the gradients already fitted
@@ -325,9 +345,14 @@ def _pass(roots, root_grads, retain_graph, create_graph, targets):
                     node._saved = _FREED
                 for edge, meta, g in zip(node.edges, node.input_meta, in_grads):
                     if edge is not None and g is not None:
-                        route(edge, _fit_grad(node, g, meta))
+                        # NOTE: a Tensor of the input's shape and dtype (the common case) is
+                        # routed as it is, without the call
+                        fits = type(g) is Tensor and g.data.shape == meta[0]
+                        if not fits or g.data.dtype is not meta[1]:
+                            g = _fit_grad(node, g, meta)
+                        route(edge, g)
             for edge in node.edges:
-                if isinstance(edge, tuple):
+                if type(edge) is tuple:
                     child = edge[0]
                     deps[child] -= 1
                     if deps[child] == 0:
@@ -337,8 +362,8 @@ def _pass(roots, root_grads, retain_graph, create_graph, targets):
             for hook in leaf._hooks or ():
                 out = hook(g)
                 g = g if out is None else out
-            pos = want.get(leaf._key())
             if targets is not None:
+                pos = want.get(leaf._key())
                 if pos is not None:
                     found[pos] = g if found[pos] is None else found[pos] + g
             elif leaf.grad is None:
@@ -346,19 +371,18 @@ def _pass(roots, root_grads, retain_graph, create_graph, targets):
                 # update of one .grad must not change another).
                 leaf.grad = g if create_graph else _make_tensor(g.data.copy())
             else:
-                leaf.grad = leaf.grad + g
+                leaf.grad = _accumulate(leaf.grad, g, not create_graph and observer is None)
     return found
 
 
-_queues = []  # per running backward pass (they nest when a hook runs one): its callbacks
-
-
-def queue_callback(fn) -> None:
-    """From a hook in ``backward()``: run ``fn()`` once, when the pass has set every ``.grad``."""
-    if not _queues:
-        raise BackwardError("queue_callback: call it from a hook while backward() runs")
-    if fn not in _queues[-1]:  # queued by many hooks, run once
-        _queues[-1].append(fn)
+def _accumulate(old, g, plain):
+    """``old + g`` for a leaf's ``.grad``: the Add op, or with ``plain`` (no graph, and no profile,
+    trace or anomaly check to see the op) and matching NumPy arrays, one array sum."""
+    a, b = old.data, g.data
+    if plain and type(a) is _ndarray and type(b) is _ndarray and _recorder.get() is None:
+        if a.shape == b.shape and a.dtype == b.dtype:
+            return _make_tensor(a + b)
+    return old + g
 
 
 def _backward(roots, root_grads, retain_graph, create_graph, targets=None):
@@ -372,32 +396,17 @@ def _backward(roots, root_grads, retain_graph, create_graph, targets=None):
     return found
 
 
-def _count_dependencies(roots):
-    """How many edges point at each node reachable from ``roots`` (iterative: no recursion limit)."""
-    deps = {}
-    stack = list(dict.fromkeys(roots))
-    seen = set(stack)
-    while stack:
-        node = stack.pop()
-        for edge in node.edges:
-            if isinstance(edge, tuple):
-                child = edge[0]
-                deps[child] = deps.get(child, 0) + 1
-                if child not in seen:
-                    seen.add(child)
-                    stack.append(child)
-    return deps
-
-
 def _call_backward(node, grads):
     if node._saved is _FREED:
         _ = node.saved_tensors  # raises the "second time" error
     full = grads
-    if node.materialize_grads:
-        full = [
-            g if g is not None else _make_tensor(_zeros(shape, dtype, grads))
-            for g, (shape, dtype) in zip(grads, node.output_meta)
-        ]
+    for g in grads if node.materialize_grads else ():  # NOTE: not `None in grads` (Tensor.__eq__)
+        if g is None:
+            full = [
+                g if g is not None else _make_tensor(_zeros(shape, dtype, grads))
+                for g, (shape, dtype) in zip(grads, node.output_meta)
+            ]
+            break
     out = node.fn.backward(node, *full)
     out = out if isinstance(out, tuple) else (out,)
     if len(out) < len(node.edges):
@@ -407,28 +416,21 @@ def _call_backward(node, grads):
     return out
 
 
-def _zeros(shape, dtype, grads):
-    """The zero gradient of an output that got none, on the device of the outputs that did."""
-    for g in grads:
-        if g is not None:
-            return get_array_module(g.data).zeros(shape, dtype)
-    return np.zeros(shape, dtype)
-
-
 def _fit_grad(node, g, meta):
     """Reduce a broadcast gradient to its input's shape and dtype: the one place this happens."""
     if not isinstance(g, Tensor):
         g = _make_tensor(_as_array(g))
     shape, dtype = meta
-    if g.shape != shape:
-        lead = len(g.shape) - len(shape)
-        ok = lead >= 0 and all(s in (1, n) for s, n in zip(shape, g.shape[lead:]))
+    data = g.data
+    if data.shape != shape:
+        lead = len(data.shape) - len(shape)
+        ok = lead >= 0 and all(s in (1, n) for s, n in zip(shape, data.shape[lead:]))
         if not ok:
             raise BackwardError(
                 f"{node.name}.backward: gradient of shape {g.shape} does not fit input of shape {shape}"
             )
         g = sum_to(g, shape)
-    if g.dtype != dtype:
+    if g.data.dtype != dtype:
         g = g.to(dtype)
     return g
 
@@ -489,15 +491,6 @@ def _root_grads(op, outputs, grad_outputs):
 
 
 # ----------------------------------------------------------------------------- Tensor
-
-
-class _HookHandle:
-    def __init__(self, hooks, fn):
-        self._hooks, self._fn = hooks, fn
-
-    def remove(self):
-        if self._fn in self._hooks:
-            self._hooks.remove(self._fn)
 
 
 class Tensor(TensorMethods):
@@ -579,7 +572,7 @@ class Tensor(TensorMethods):
             self._node.hooks = self._node.hooks if self._node.hooks is not None else {}
             hooks = self._node.hooks.setdefault(self._idx, [])
         hooks.append(fn)
-        return _HookHandle(hooks, fn)
+        return HookHandle(hooks, fn)
 
     def detach(self) -> Tensor:
         """The same data, cut from the graph (shares memory)."""
@@ -590,7 +583,7 @@ def _make_tensor(array, node=None, idx=0) -> Tensor:
     """The engine's constructor behind ``Tensor.from_array``: ``array`` as is (``__init__``
     checks and converts, which an op's own output does not need) and, for a Function's output,
     the graph node that made it and the output's index."""
-    t = object.__new__(Tensor)
+    t = _new(Tensor)
     t.data = array
     t.grad = None
     t._node = node

@@ -44,7 +44,7 @@ class no_grad(set_grad_enabled):
     """``with td.no_grad():`` or ``@td.no_grad()``: record nothing (inference, updates)."""
 
     def __init__(self):
-        super().__init__(False)
+        self.mode, self._tokens = False, []  # NOTE: no super() call: entered around every step
 
 
 class enable_grad(set_grad_enabled):

@@ -189,21 +189,22 @@ class TensorMethods:
     __le__ = lambda self, other: self._compare(other, operator.le)  # noqa: E731
     __gt__ = lambda self, other: self._compare(other, operator.gt)  # noqa: E731
     __ge__ = lambda self, other: self._compare(other, operator.ge)  # noqa: E731
-    __add__ = lambda self, other: _F().add(self, other)  # noqa: E731
-    __radd__ = lambda self, other: _F().add(other, self)  # noqa: E731
-    __sub__ = lambda self, other: _F().sub(self, other)  # noqa: E731
-    __rsub__ = lambda self, other: _F().sub(other, self)  # noqa: E731
-    __mul__ = lambda self, other: _F().mul(self, other)  # noqa: E731
-    __rmul__ = lambda self, other: _F().mul(other, self)  # noqa: E731
-    __truediv__ = lambda self, other: _F().div(self, other)  # noqa: E731
-    __rtruediv__ = lambda self, other: _F().div(other, self)  # noqa: E731
-    __pow__ = lambda self, other: _F().pow(self, other)  # noqa: E731
-    __rpow__ = lambda self, other: _F().pow(other, self)  # noqa: E731
-    __matmul__ = lambda self, other: _F().matmul(self, other)  # noqa: E731
-    __rmatmul__ = lambda self, other: _F().matmul(other, self)  # noqa: E731
+    # NOTE: `_functional or _F()`: a global read instead of a call on every operator
+    __add__ = lambda self, other: (_functional or _F()).add(self, other)  # noqa: E731
+    __radd__ = lambda self, other: (_functional or _F()).add(other, self)  # noqa: E731
+    __sub__ = lambda self, other: (_functional or _F()).sub(self, other)  # noqa: E731
+    __rsub__ = lambda self, other: (_functional or _F()).sub(other, self)  # noqa: E731
+    __mul__ = lambda self, other: (_functional or _F()).mul(self, other)  # noqa: E731
+    __rmul__ = lambda self, other: (_functional or _F()).mul(other, self)  # noqa: E731
+    __truediv__ = lambda self, other: (_functional or _F()).div(self, other)  # noqa: E731
+    __rtruediv__ = lambda self, other: (_functional or _F()).div(other, self)  # noqa: E731
+    __pow__ = lambda self, other: (_functional or _F()).pow(self, other)  # noqa: E731
+    __rpow__ = lambda self, other: (_functional or _F()).pow(other, self)  # noqa: E731
+    __matmul__ = lambda self, other: (_functional or _F()).matmul(self, other)  # noqa: E731
+    __rmatmul__ = lambda self, other: (_functional or _F()).matmul(other, self)  # noqa: E731
 
     def __neg__(self):
-        return _F().neg(self)
+        return (_functional or _F()).neg(self)
 
     def __pos__(self):
         return self
@@ -231,7 +232,7 @@ class TensorMethods:
 
 def _method(name):
     def method(self, *args, **kwargs):
-        return getattr(_F(), name)(self, *args, **kwargs)
+        return getattr(_functional or _F(), name)(self, *args, **kwargs)
 
     method.__name__ = name
     method.__doc__ = f"Same as ``tinydl.functional.{name}(self, ...)``."

@@ -105,7 +105,7 @@ CPU = Device("cpu")
 def get_array_module(*arrays):
     """The array module (``numpy`` or ``cupy``) of the given arrays, like ``cupy.get_array_module``."""
     for a in arrays:
-        if is_device_array(a):
+        if type(a) is not np.ndarray and is_device_array(a):  # NOTE: no call for NumPy arrays
             return cupy_backend.cupy_module()
     return np
 

@@ -38,6 +38,8 @@ def lift(x, like: Tensor | None = None) -> Tensor:
 def lift_pair(a, b) -> tuple[Tensor, Tensor]:
     """Both operands of a binary op as Tensors; numbers follow the other operand's dtype."""
     if isinstance(a, Tensor):
+        if isinstance(b, Tensor):  # the common case, without a call
+            return a, b
         return a, lift(b, a)
     return lift(a, b if isinstance(b, Tensor) else None), lift(b)
 

@@ -28,6 +28,8 @@ class Add(Function):
 
 def add(a, b) -> Tensor:
     """``a + b`` with broadcasting."""
+    if isinstance(a, Tensor) and isinstance(b, Tensor):  # NOTE: the common case, no call
+        return Add.apply(a, b)
     return Add.apply(*lift_pair(a, b))
 
 
@@ -43,6 +45,8 @@ class Sub(Function):
 
 def sub(a, b) -> Tensor:
     """``a - b`` with broadcasting."""
+    if isinstance(a, Tensor) and isinstance(b, Tensor):  # NOTE: the common case, no call
+        return Sub.apply(a, b)
     return Sub.apply(*lift_pair(a, b))
 
 
@@ -62,6 +66,8 @@ class Mul(Function):
 
 def mul(a, b) -> Tensor:
     """``a * b`` with broadcasting."""
+    if isinstance(a, Tensor) and isinstance(b, Tensor):  # NOTE: the common case, no call
+        return Mul.apply(a, b)
     return Mul.apply(*lift_pair(a, b))
 
 

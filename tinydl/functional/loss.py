@@ -74,15 +74,33 @@ class CrossEntropy(Function):
     @staticmethod
     def backward(ctx, grad):
         x, coef, denom, p, logp = ctx.saved_tensors
-        if is_grad_enabled():
-            # NOTE: create_graph: rebuild p and logp from x so this gradient is differentiable;
-            # the saved arrays are constants (and give the same values on a first-order pass).
-            logp = log_softmax(x, ctx.dim)
-            p = logp.exp()
+        if not is_grad_enabled():  # NOTE: plain arrays, the same products: not 5 recorded ops
+            return _cross_entropy_grads(ctx, grad.data, coef.data, denom.data, p.data, logp)
+        # NOTE: create_graph: rebuild p and logp from x so this gradient is differentiable;
+        # the saved arrays are constants (and give the same values on a first-order pass).
+        logp = log_softmax(x, ctx.dim)
+        p = logp.exp()
         g = _spread_grad(grad, ctx.dim, ctx.reduction, denom)
         gx = g * (p * coef.sum(ctx.dim, keepdim=True) - coef) if ctx.needs_input_grad[0] else None
         gc = -g * logp if ctx.needs_input_grad[1] else None
         return gx, gc, None, None, None
+
+
+def _cross_entropy_grads(ctx, g, coef, denom, p, logp):
+    """CrossEntropy's first-order backward on arrays (no graph to record)."""
+    if ctx.reduction == "none":
+        g = g.reshape(_with_axis(g.shape, ctx.dim))
+    elif ctx.reduction == "mean":
+        g = g / denom
+    need_x, need_coef = ctx.needs_input_grad[:2]
+    gx = g * (p * coef.sum(axis=ctx.dim, keepdims=True) - coef) if need_x else None
+    gc = -g * logp.data if need_coef else None
+    return gx, gc, None, None, None
+
+
+def _with_axis(shape, dim):
+    """``shape`` with a size-1 axis inserted at ``dim`` (``expand_dims`` without its checks)."""
+    return shape[:dim] + (1,) + shape[dim:]
 
 
 class NLLLoss(Function):
@@ -143,12 +161,12 @@ def _index_coefficients(op, x, target, weight, ignore_index, smoothing, dim):
         raise IndexError(f"{op}: target {int(t[bad].ravel()[0])} is out of bounds for {c} classes")
     safe = xp.where(keep, t, 0)
     classes = xp.arange(c).reshape((c,) + (1,) * (x.ndim - dim - 1))
-    onehot = xp.expand_dims(safe, dim) == classes
+    onehot = safe.reshape(_with_axis(safe.shape, dim)) == classes
     w = _class_view(op, weight, x, dim)
     picked = keep.astype(x.dtype) if w is None else w.reshape(-1)[safe] * keep
     if on_device:
         picked = xp.where(bad, xp.nan, picked)
-    coef = onehot * xp.expand_dims(picked, dim)
+    coef = onehot * picked.reshape(_with_axis(picked.shape, dim))
     if smoothing:
         spread = xp.expand_dims(keep, dim) * (1.0 if w is None else w)
         coef = coef * (1.0 - smoothing) + spread * (smoothing / c)

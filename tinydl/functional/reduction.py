@@ -65,11 +65,14 @@ class Sum(Function):
     @staticmethod
     def forward(ctx, x, dims, keepdim):
         ctx.shape, ctx.dims, ctx.keepdim = x.shape, dims, keepdim
-        return get_array_module(x).sum(x, axis=dims, keepdims=keepdim)
+        # NOTE: the array's method: np.sum's Python wrapper costs more than summing a tiny array
+        return x.sum(axis=dims, keepdims=keepdim)
 
     @staticmethod
     def backward(ctx, grad):
-        return broadcast_to(_keep(grad, ctx.shape, ctx.dims, ctx.keepdim), ctx.shape), None, None
+        # NOTE: a 0-d gradient (a sum of everything) broadcasts as it is: no reshape op
+        kept = grad if grad.data.ndim == 0 else _keep(grad, ctx.shape, ctx.dims, ctx.keepdim)
+        return broadcast_to(kept, ctx.shape), None, None
 
 
 def sum(x: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:
