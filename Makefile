@@ -21,6 +21,8 @@ test: install
 	$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; \
 	echo "Numba kernel tests again as plain Python (NUMBA_DISABLE_JIT=1), so their bodies run:"; \
-	NUMBA_DISABLE_JIT=1 $(PYTHON) -m pytest -q -p no:cacheprovider tests/backend/test_kernels_numba.py; \
+	NUMBA_DISABLE_JIT=1 $(PYTHON) -m pytest -q -p no:cacheprovider tests/backend/test_kernels_numba.py \
+	  tests/backend/test_kernels_winograd.py tests/backend/test_kernels_conv_images.py \
+	  tests/backend/test_kernels_bn_relu.py; \
 	rc2=$$?; if [ $$rc2 -eq 5 ]; then rc2=0; fi; \
 	if [ $$rc -eq 0 ]; then rc=$$rc2; fi; exit $$rc

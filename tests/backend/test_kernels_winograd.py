@@ -48,7 +48,8 @@ def test_reference_transforms_compose_to_the_convolution_and_its_gradients(geo, 
     b = rng.standard_normal(cout) if bias else None
     oh, ow, th, tw = W.tiles(h, w, padding)
     u, v = W.weight_transform(wt), W.input_transform(x, padding)
-    assert u.shape == (16, cout, cin) and v.shape == (16, cin, n * th * tw)
+    assert u.shape == (16, cout, cin) and v.shape == (16, cin, n * W.tiles_per_image(th, tw))
+    assert not v.reshape(16, cin, n, th, tw + 1)[..., tw].any()  # each row's unused tile
     y = W.output_transform(u @ v, n, oh, ow, b)
     ref, grads = _im2col_conv(x, wt, padding)
     np.testing.assert_allclose(y, ref if b is None else ref + b.reshape(1, -1, 1, 1), atol=1e-12)
@@ -71,7 +72,10 @@ def test_numba_transforms_match_the_reference(geo, dtype, bias, seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, cin, h, w)).astype(dtype)
     oh, ow, th, tw = W.tiles(h, w, padding)
-    m = rng.standard_normal((16, cout, n * th * tw)).astype(dtype)
+    m = rng.standard_normal((16, cout, n, th, tw + 1)).astype(dtype)
+    m[..., tw] = np.nan  # the unused tiles: output_transform must not read them
+    m = m.reshape(16, cout, -1)
+    dv = np.nan_to_num(m[:, :1].repeat(cin, 1))  # input_transform_adjoint needs them zero
     b = rng.standard_normal(cout).astype(dtype) if bias else None
     dy = rng.standard_normal((n, cout, oh, ow)).astype(dtype)
     pairs = [
@@ -79,8 +83,8 @@ def test_numba_transforms_match_the_reference(geo, dtype, bias, seed):
         (NB.output_transform(m, n, oh, ow, b), W.output_transform(m, n, oh, ow, b)),
         (NB.output_transform_adjoint(dy), W.output_transform_adjoint(dy)),
         (
-            NB.input_transform_adjoint(m[:, :1].repeat(cin, 1), x.shape, padding),
-            W.input_transform_adjoint(m[:, :1].repeat(cin, 1), x.shape, padding),
+            NB.input_transform_adjoint(dv, x.shape, padding),
+            W.input_transform_adjoint(dv, x.shape, padding),
         ),
     ]
     for got, want in pairs:
@@ -90,13 +94,15 @@ def test_numba_transforms_match_the_reference(geo, dtype, bias, seed):
 
 def test_numba_transforms_write_into_out_views():
     rng = np.random.default_rng(0)
-    m = rng.standard_normal((16, 3, 2 * 3 * 3))
+    m = rng.standard_normal((16, 3, 2 * W.tiles_per_image(3, 3)))
     out = np.full((4, 3, 5, 6), np.nan)
     NB.output_transform(m, 2, 5, 6, None, out=out[1:3])
     np.testing.assert_allclose(out[1:3], W.output_transform(m, 2, 5, 6))
     assert np.isnan(out[0]).all() and np.isnan(out[3]).all()
     dx = np.full((3, 3, 4, 4), np.nan)
-    v = rng.standard_normal((16, 3, 2))  # 4x4 without padding: one tile per image
+    v = rng.standard_normal((16, 3, 2, 2))  # 4x4 without padding: one tile (and one unused)
+    v[..., 1] = 0
+    v = v.reshape(16, 3, 4)
     NB.input_transform_adjoint(v, (2, 3, 4, 4), (0, 0), out=dx[:2])
     np.testing.assert_allclose(dx[:2], W.input_transform_adjoint(v, (2, 3, 4, 4), (0, 0)))
     assert np.isnan(dx[2]).all()

@@ -3,9 +3,10 @@
 Forward: ``U = G W G^T`` once, then per share of the batch (one per worker thread, see
 ``tinydl.backend.threads``) ``V = B^T d B`` for the share's tiles, kept for the weight gradient,
 and in pieces of images the batched GEMM ``M = U @ V`` ``(16, C_out, C_in) @ (16, C_in, T)``
-and ``Y = A^T M A + bias`` written straight into the output. No im2col column matrix: ``V`` is
-16/9 of the input per channel, where the columns are 9x (the 28x28x32 layer at batch 128: 51
-MB of ``V`` against 115 MB of columns).
+and ``Y = A^T M A + bias`` written straight into the output. No im2col column matrix: ``V`` holds
+16 values per 2x2 output tile (4 per pixel and channel, plus one unused tile per tile row),
+where the columns hold 9 (the 28x28x32 layer at batch 128: 55 MB of ``V`` against 115 MB of
+columns).
 
 Backward, per share and piece: ``dM = A dY A^T``, ``dU += dM @ V^T`` (``dW = G^T dU G`` once
 the shares are summed), ``dV = U^T @ dM`` and ``dX = B dV B^T`` with the overlapping tiles
@@ -18,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend.kernels import active_kernels, available_kernels, get_im2col_budget
+from ..backend.kernels.winograd import tiles_per_image
 from ..backend.threads import get_num_threads, parallel, split
 
 __all__ = ["use_winograd", "winograd_forward", "winograd_grads"]
@@ -72,15 +74,15 @@ def winograd_forward(ctx, x, weight, bias, padding):
     n, cin, h, w = x.shape
     cout = weight.shape[0]
     oh, ow = h + 2 * padding[0] - 2, w + 2 * padding[1] - 2
-    th, tw = (oh + 1) // 2, (ow + 1) // 2
+    t = tiles_per_image((oh + 1) // 2, (ow + 1) // 2)
     u = wk.weight_transform(weight)
     out = np.empty((n, cout, oh, ow), dtype=x.dtype)
-    per_image = 16 * cout * th * tw * x.itemsize
+    per_image = 16 * cout * t * x.itemsize
 
     def share(rows):
         v = wk.input_transform(x[rows[0] : rows[1]], padding)
         for s, e in _pieces(rows, per_image):
-            vs = v[:, :, (s - rows[0]) * th * tw : (e - rows[0]) * th * tw]
+            vs = v[:, :, (s - rows[0]) * t : (e - rows[0]) * t]
             wk.output_transform(np.matmul(u, vs), e - s, oh, ow, bias, out=out[s:e])
         return v
 
@@ -94,17 +96,17 @@ def winograd_grads(ctx, x_shape, vs, grad, need_x, need_w):
     wk = _kernels()
     u, padding = ctx.wino_u, ctx.wino_padding
     cin, cout = u.shape[2], u.shape[1]
-    th, tw = (grad.shape[2] + 1) // 2, (grad.shape[3] + 1) // 2
+    t = tiles_per_image((grad.shape[2] + 1) // 2, (grad.shape[3] + 1) // 2)
     gx = np.empty(x_shape, dtype=grad.dtype) if need_x else None
     ut = u.transpose(0, 2, 1)
-    per_image = 16 * (cin + cout) * th * tw * grad.itemsize
+    per_image = 16 * (cin + cout) * t * grad.itemsize
 
     def share(i):
         rows, du = ctx.wino_shares[i], None
         for s, e in _pieces(rows, per_image):
             dm = wk.output_transform_adjoint(grad[s:e])
             if need_w:
-                v = vs[i][:, :, (s - rows[0]) * th * tw : (e - rows[0]) * th * tw]
+                v = vs[i][:, :, (s - rows[0]) * t : (e - rows[0]) * t]
                 part = np.matmul(dm, v.transpose(0, 2, 1))
                 du = part if du is None else du + part
             if need_x:

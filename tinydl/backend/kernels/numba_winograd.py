@@ -1,11 +1,14 @@
 """Numba Winograd F(2x2, 3x3) transforms: ``winograd``'s signatures, one compiled loop each.
 
 Same layouts and results as the NumPy reference ``tinydl.backend.kernels.winograd`` (the tests
-compare them). Each loop walks images, channels and tile rows, with the tile column innermost
-so that the 16 planes of ``V``/``M`` are each read or written contiguously. The transforms are
-adds and subtracts written out (no multiplies: F(2x2, 3x3)'s ``B`` and ``A`` hold only 0 and
-+-1), kept in the input's dtype. Serial like ``numba_cpu`` (``nogil``): the convolution calls
-them from its worker threads, one share of the batch each.
+compare them). Each image plane is first split into its four *phases* (even/odd rows x
+even/odd columns of the zero-padded plane, ``TH + 1`` rows of ``TW + 1`` each, flat): tile
+``(ty, tx)``'s 4x4 input is then the phases at flat offsets ``f``, ``f + 1``, ``f + R``,
+``f + R + 1`` with ``f = ty*R + tx``, ``R = TW + 1``. So every transform is a few long
+unit-stride loops over ``f`` that LLVM vectorizes, where a loop per tile row (7 or 14 tiles)
+did not; the unused last tile of each row in ``V``/``M`` (see ``winograd``) is what makes
+``f`` run over whole planes. Adds and subtracts only (``B`` and ``A`` hold 0 and +-1), in the
+input's dtype. Serial (``nogil``): the convolution calls them from its worker threads.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .winograd import tiles, weight_transform, weight_transform_adjoint
+from .winograd import tiles, tiles_per_image, weight_transform, weight_transform_adjoint
 
 __all__ = [
     "weight_transform",
@@ -25,119 +28,159 @@ __all__ = [
 ]
 
 
-def _pad(x, padding, th, tw):
-    """``x`` zero-padded to whole tiles, ``(N, C, 2*TH + 2, 2*TW + 2)``: the loops then read
-    every tile without a bounds check (the copy costs less than the checks did)."""
-    n, c, h, w = x.shape
-    ph, pw = padding
-    if (ph, pw) == (0, 0) and (h, w) == (2 * th + 2, 2 * tw + 2):
-        return np.ascontiguousarray(x)
-    out = np.zeros((n, c, 2 * th + 2, 2 * tw + 2), dtype=x.dtype)
-    out[:, :, ph : ph + h, pw : pw + w] = x
-    return out
+@njit(cache=True, nogil=True)
+def _to_phases(plane, ph, pw, r, ph4):
+    """``ph4[2*a + b, (i//2)*R + j//2] = plane[i - ph, j - pw]`` for the plane's pixels, with
+    ``a = i % 2``, ``b = j % 2`` (padded coordinates). Other entries are left as they are: the
+    callers' buffers start zeroed and only ever receive the same positions."""
+    h, w = plane.shape
+    for i in range(h):
+        ip = i + ph
+        o = (ip // 2) * r
+        even, odd = ph4[2 * (ip % 2)], ph4[2 * (ip % 2) + 1]
+        row = plane[i]
+        j0 = pw % 2  # the first column landing on an even padded column
+        for k in range((w - j0 + 1) // 2):
+            even[o + (j0 + 2 * k + pw) // 2] = row[j0 + 2 * k]
+        j1 = 1 - j0
+        for k in range((w - j1 + 1) // 2):
+            odd[o + (j1 + 2 * k + pw) // 2] = row[j1 + 2 * k]
 
 
 @njit(cache=True, nogil=True)
-def _input_tf(xp, th, tw, v):
-    n, c, hp, wp = xp.shape
-    e = np.empty((4, wp), xp.dtype)
+def _from_phases(ph4, ph, pw, r, plane):
+    """The inverse gather of ``_to_phases``: ``plane[i, j] = ph4[…]`` for every pixel."""
+    h, w = plane.shape
+    for i in range(h):
+        ip = i + ph
+        o = (ip // 2) * r
+        even, odd = ph4[2 * (ip % 2)], ph4[2 * (ip % 2) + 1]
+        row = plane[i]
+        j0 = pw % 2
+        for k in range((w - j0 + 1) // 2):
+            row[j0 + 2 * k] = even[o + (j0 + 2 * k + pw) // 2]
+        j1 = 1 - j0
+        for k in range((w - j1 + 1) // 2):
+            row[j1 + 2 * k] = odd[o + (j1 + 2 * k + pw) // 2]
+
+
+@njit(cache=True, nogil=True)
+def _input_tf(x, ph, pw, th, tw, v):
+    n, c = x.shape[:2]
+    r = tw + 1
+    f_all = th * r
+    p4 = np.zeros((4, (th + 1) * r + 1), x.dtype)
+    e = np.empty((8, f_all + 1), x.dtype)  # B^T applied down the columns: e[2*i + parity]
     for b in range(n):
         for ci in range(c):
-            for ty in range(th):
-                r0, r1 = xp[b, ci, 2 * ty], xp[b, ci, 2 * ty + 1]
-                r2, r3 = xp[b, ci, 2 * ty + 2], xp[b, ci, 2 * ty + 3]
-                for k in range(wp):  # e = B^T d for the tile row, every column at once
-                    e[0, k] = r0[k] - r2[k]
-                    e[1, k] = r1[k] + r2[k]
-                    e[2, k] = r2[k] - r1[k]
-                    e[3, k] = r1[k] - r3[k]
-                t0 = (b * th + ty) * tw
-                for i in range(4):  # V = e B, tile by tile
-                    ei = e[i]
-                    v0, v1 = v[4 * i, ci, t0 : t0 + tw], v[4 * i + 1, ci, t0 : t0 + tw]
-                    v2, v3 = v[4 * i + 2, ci, t0 : t0 + tw], v[4 * i + 3, ci, t0 : t0 + tw]
-                    for tx in range(tw):
-                        a0, a1, a2, a3 = ei[2 * tx], ei[2 * tx + 1], ei[2 * tx + 2], ei[2 * tx + 3]
-                        v0[tx] = a0 - a2
-                        v1[tx] = a1 + a2
-                        v2[tx] = a2 - a1
-                        v3[tx] = a1 - a3
+            _to_phases(x[b, ci], ph, pw, r, p4)
+            for pb in range(2):  # rows (0, 1, 2, 3) = phases (even f, odd f, even f+R, odd f+R)
+                p0, p1 = p4[pb], p4[2 + pb]
+                e0, e1, e2, e3 = e[pb], e[2 + pb], e[4 + pb], e[6 + pb]
+                for f in range(f_all + 1):
+                    a0, a1, a2, a3 = p0[f], p1[f], p0[f + r], p1[f + r]
+                    e0[f] = a0 - a2
+                    e1[f] = a1 + a2
+                    e2[f] = a2 - a1
+                    e3[f] = a1 - a3
+            t0 = b * f_all
+            for i in range(4):  # ... then along the rows: columns (E f, O f, E f+1, O f+1)
+                ee, eo = e[2 * i], e[2 * i + 1]
+                v0, v1 = v[4 * i, ci, t0 : t0 + f_all], v[4 * i + 1, ci, t0 : t0 + f_all]
+                v2, v3 = v[4 * i + 2, ci, t0 : t0 + f_all], v[4 * i + 3, ci, t0 : t0 + f_all]
+                for f in range(f_all):
+                    a0, a1, a2, a3 = ee[f], eo[f], ee[f + 1], eo[f + 1]
+                    v0[f] = a0 - a2
+                    v1[f] = a1 + a2
+                    v2[f] = a2 - a1
+                    v3[f] = a1 - a3
+                for ty in range(th):  # the unused tile of each row
+                    q = ty * r + tw
+                    v0[q] = v1[q] = v2[q] = v3[q] = 0
 
 
 def input_transform(x, padding):
-    """``x`` ``(N, C, H, W)`` -> ``V`` ``(16, C, N*TH*TW)``; see ``winograd.input_transform``."""
+    """``x`` ``(N, C, H, W)`` -> ``V`` ``(16, C, N*TH*(TW + 1))``; see
+    ``winograd.input_transform``."""
     n, c, h, w = x.shape
     _, _, th, tw = tiles(h, w, padding)
-    v = np.empty((16, c, n * th * tw), dtype=x.dtype)
-    _input_tf(_pad(x, padding, th, tw), th, tw, v)
+    v = np.empty((16, c, n * tiles_per_image(th, tw)), dtype=x.dtype)
+    _input_tf(np.ascontiguousarray(x), padding[0], padding[1], th, tw, v)
     return v
 
 
 @njit(cache=True, nogil=True)
-def _input_adj(dv, th, tw, dxp):
-    n, c, hp, wp = dxp.shape
-    e = np.empty((4, wp), dv.dtype)
+def _input_adj(dv, ph, pw, th, tw, dx):
+    n, c = dx.shape[:2]
+    r = tw + 1
+    f_all = th * r
+    size = (th + 1) * r + 1
+    de = np.zeros((8, f_all + 1), dv.dtype)
+    dp = np.zeros((4, size), dv.dtype)
     for b in range(n):
         for ci in range(c):
-            for ty in range(th):
-                t0 = (b * th + ty) * tw
-                e[:] = 0
-                for i in range(4):  # e[i] = (dV B^T)[i] for every tile of the row, added up
-                    ei = e[i]
-                    v0, v1 = dv[4 * i, ci, t0 : t0 + tw], dv[4 * i + 1, ci, t0 : t0 + tw]
-                    v2, v3 = dv[4 * i + 2, ci, t0 : t0 + tw], dv[4 * i + 3, ci, t0 : t0 + tw]
-                    for tx in range(tw):
-                        a0, a1, a2, a3 = v0[tx], v1[tx], v2[tx], v3[tx]
-                        ei[2 * tx] += a0
-                        ei[2 * tx + 1] += a1 - a2 + a3
-                        ei[2 * tx + 2] += a1 + a2 - a0
-                        ei[2 * tx + 3] -= a3
-                r0, r1 = dxp[b, ci, 2 * ty], dxp[b, ci, 2 * ty + 1]
-                r2, r3 = dxp[b, ci, 2 * ty + 2], dxp[b, ci, 2 * ty + 3]
-                for k in range(wp):  # B e, added into the tile row's four input rows
-                    r0[k] += e[0, k]
-                    r1[k] += e[1, k] - e[2, k] + e[3, k]
-                    r2[k] += e[1, k] + e[2, k] - e[0, k]
-                    r3[k] -= e[3, k]
+            t0 = b * f_all
+            for i in range(4):  # the adjoint of the row pass, gathered: no scattered adds
+                ee, eo = de[2 * i], de[2 * i + 1]
+                v0, v1 = dv[4 * i, ci, t0 : t0 + f_all], dv[4 * i + 1, ci, t0 : t0 + f_all]
+                v2, v3 = dv[4 * i + 2, ci, t0 : t0 + f_all], dv[4 * i + 3, ci, t0 : t0 + f_all]
+                ee[0], eo[0] = v0[0], v1[0] - v2[0] + v3[0]
+                for f in range(1, f_all):
+                    ee[f] = v0[f] - v0[f - 1] + v1[f - 1] + v2[f - 1]
+                    eo[f] = v1[f] - v2[f] + v3[f] - v3[f - 1]
+                g = f_all - 1
+                ee[f_all], eo[f_all] = v1[g] + v2[g] - v0[g], -v3[g]
+            for pb in range(2):  # the adjoint of the column pass, shifted by R
+                e0, e1, e2, e3 = de[pb], de[2 + pb], de[4 + pb], de[6 + pb]
+                p0, p1 = dp[pb], dp[2 + pb]
+                for f in range(min(r, f_all + 1)):
+                    p0[f] = e0[f]
+                    p1[f] = e1[f] - e2[f] + e3[f]
+                for f in range(r, f_all + 1):
+                    p0[f] = e0[f] - e0[f - r] + e1[f - r] + e2[f - r]
+                    p1[f] = e1[f] - e2[f] + e3[f] - e3[f - r]
+                for f in range(f_all + 1, f_all + 1 + r):
+                    p0[f] = e1[f - r] + e2[f - r] - e0[f - r]
+                    p1[f] = -e3[f - r]
+            _from_phases(dp, ph, pw, r, dx[b, ci])
 
 
 def input_transform_adjoint(dv, x_shape, padding, out=None):
-    """``dV`` -> ``dX`` of ``x_shape``; see ``winograd.input_transform_adjoint``."""
+    """``dV`` -> ``dX`` of ``x_shape``; see ``winograd.input_transform_adjoint``. ``dV``'s
+    unused tiles must be zero (as ``U^T @ dM`` makes them)."""
     n, c, h, w = x_shape
-    ph, pw = padding
     _, _, th, tw = tiles(h, w, padding)
-    dxp = np.zeros((n, c, 2 * th + 2, 2 * tw + 2), dtype=dv.dtype)
-    _input_adj(np.ascontiguousarray(dv), th, tw, dxp)
-    dx = dxp[:, :, ph : ph + h, pw : pw + w]
-    if out is None:
-        return np.ascontiguousarray(dx)
-    out[...] = dx
-    return out
+    dx = np.empty(x_shape, dtype=dv.dtype) if out is None else out
+    _input_adj(np.ascontiguousarray(dv), padding[0], padding[1], th, tw, dx)
+    return dx
 
 
 @njit(cache=True, nogil=True)
 def _output_tf(m, th, tw, bias, has_bias, y):
     n, cout = y.shape[:2]
+    r = tw + 1
+    f_all = th * r
+    p4 = np.empty((4, (th + 1) * r + 1), m.dtype)  # the output's phases
     for b in range(n):
+        t0 = b * f_all
         for co in range(cout):
             bb = bias[co] if has_bias else bias[0] * 0
-            for ty in range(th):
-                t0 = (b * th + ty) * tw
-                y0, y1 = y[b, co, 2 * ty], y[b, co, 2 * ty + 1]
-                for tx in range(tw):
-                    t = t0 + tx
-                    p0 = m[0, co, t] + m[4, co, t] + m[8, co, t]
-                    p1 = m[1, co, t] + m[5, co, t] + m[9, co, t]
-                    p2 = m[2, co, t] + m[6, co, t] + m[10, co, t]
-                    p3 = m[3, co, t] + m[7, co, t] + m[11, co, t]
-                    q0 = m[4, co, t] - m[8, co, t] - m[12, co, t]
-                    q1 = m[5, co, t] - m[9, co, t] - m[13, co, t]
-                    q2 = m[6, co, t] - m[10, co, t] - m[14, co, t]
-                    q3 = m[7, co, t] - m[11, co, t] - m[15, co, t]
-                    y0[2 * tx] = p0 + p1 + p2 + bb
-                    y0[2 * tx + 1] = p1 - p2 - p3 + bb
-                    y1[2 * tx] = q0 + q1 + q2 + bb
-                    y1[2 * tx + 1] = q1 - q2 - q3 + bb
+            ms = m[:, co, t0 : t0 + f_all]
+            y00, y01, y10, y11 = p4[0], p4[1], p4[2], p4[3]
+            for f in range(f_all):
+                s0 = ms[0, f] + ms[4, f] + ms[8, f]
+                s1 = ms[1, f] + ms[5, f] + ms[9, f]
+                s2 = ms[2, f] + ms[6, f] + ms[10, f]
+                s3 = ms[3, f] + ms[7, f] + ms[11, f]
+                d0 = ms[4, f] - ms[8, f] - ms[12, f]
+                d1 = ms[5, f] - ms[9, f] - ms[13, f]
+                d2 = ms[6, f] - ms[10, f] - ms[14, f]
+                d3 = ms[7, f] - ms[11, f] - ms[15, f]
+                y00[f] = s0 + s1 + s2 + bb
+                y01[f] = s1 - s2 - s3 + bb
+                y10[f] = d0 + d1 + d2 + bb
+                y11[f] = d1 - d2 - d3 + bb
+            _from_phases(p4, 0, 0, r, y[b, co])
 
 
 def output_transform(m, n, oh, ow, bias=None, out=None):
@@ -145,54 +188,44 @@ def output_transform(m, n, oh, ow, bias=None, out=None):
     ``out`` must be C-contiguous when given."""
     cout = m.shape[1]
     th, tw = (oh + 1) // 2, (ow + 1) // 2
-    whole = (2 * th, 2 * tw) == (oh, ow)
-    if whole:
-        y = np.empty((n, cout, oh, ow), dtype=m.dtype) if out is None else out
-    else:  # odd sizes: whole tiles into a scratch array, then cut
-        y = np.empty((n, cout, 2 * th, 2 * tw), dtype=m.dtype)
+    y = np.empty((n, cout, oh, ow), dtype=m.dtype) if out is None else out
     b = np.zeros(1, m.dtype) if bias is None else np.ascontiguousarray(bias, dtype=m.dtype)
-    _output_tf(np.ascontiguousarray(m), th, tw, b, bias is not None, y)
-    if whole:
-        return y
-    if out is None:
-        return np.ascontiguousarray(y[:, :, :oh, :ow])
-    out[...] = y[:, :, :oh, :ow]
-    return out
+    _output_tf(m, th, tw, b, bias is not None, y)
+    return y
 
 
 @njit(cache=True, nogil=True)
-def _output_adj(dyp, th, tw, dm):
-    n, cout = dyp.shape[:2]
+def _output_adj(dy, th, tw, dm):
+    n, cout = dy.shape[:2]
+    r = tw + 1
+    f_all = th * r
+    p4 = np.zeros((4, (th + 1) * r + 1), dy.dtype)  # dY's phases; padding stays zero
     for b in range(n):
+        t0 = b * f_all
         for co in range(cout):
-            for ty in range(th):
-                t0 = (b * th + ty) * tw
-                g0, g1 = dyp[b, co, 2 * ty], dyp[b, co, 2 * ty + 1]
-                for i in range(4):
-                    # q = A dY has the rows (g0, g0 + g1, g0 - g1, -g1); dM = q A^T. One row
-                    # of q at a time: four planes written per pass (sixteen at once ran 3x slower)
-                    s0 = 1 if i < 3 else 0
-                    s1 = 0 if i == 0 else (1 if i == 1 else -1)
-                    d0, d1 = dm[4 * i, co, t0 : t0 + tw], dm[4 * i + 1, co, t0 : t0 + tw]
-                    d2, d3 = dm[4 * i + 2, co, t0 : t0 + tw], dm[4 * i + 3, co, t0 : t0 + tw]
-                    for tx in range(tw):
-                        a = s0 * g0[2 * tx] + s1 * g1[2 * tx]
-                        c = s0 * g0[2 * tx + 1] + s1 * g1[2 * tx + 1]
-                        d0[tx] = a
-                        d1[tx] = a + c
-                        d2[tx] = a - c
-                        d3[tx] = -c
+            _to_phases(dy[b, co], 0, 0, r, p4)
+            g00, g01, g10, g11 = p4[0], p4[1], p4[2], p4[3]
+            d = dm[:, co, t0 : t0 + f_all]
+            for i in range(4):
+                # q = A dY has the rows (g0, g0 + g1, g0 - g1, -g1); dM = q A^T. One row of q
+                # at a time: four planes written per pass
+                s0 = 1 if i < 3 else 0
+                s1 = 0 if i == 0 else (1 if i == 1 else -1)
+                d0, d1, d2, d3 = d[4 * i], d[4 * i + 1], d[4 * i + 2], d[4 * i + 3]
+                for f in range(f_all):
+                    a = s0 * g00[f] + s1 * g10[f]
+                    c = s0 * g01[f] + s1 * g11[f]
+                    d0[f] = a
+                    d1[f] = a + c
+                    d2[f] = a - c
+                    d3[f] = -c
 
 
 def output_transform_adjoint(dy):
-    """``dY`` -> ``dM`` ``(16, C_out, N*TH*TW)``; see ``winograd.output_transform_adjoint``."""
+    """``dY`` -> ``dM`` ``(16, C_out, N*TH*(TW + 1))``; see
+    ``winograd.output_transform_adjoint``."""
     n, cout, oh, ow = dy.shape
     th, tw = (oh + 1) // 2, (ow + 1) // 2
-    if (2 * th, 2 * tw) == (oh, ow):
-        dyp = np.ascontiguousarray(dy)
-    else:  # odd sizes: zeros past the last row/column of the output
-        dyp = np.zeros((n, cout, 2 * th, 2 * tw), dtype=dy.dtype)
-        dyp[:, :, :oh, :ow] = dy
-    dm = np.empty((16, cout, n * th * tw), dtype=dy.dtype)
-    _output_adj(dyp, th, tw, dm)
+    dm = np.empty((16, cout, n * tiles_per_image(th, tw)), dtype=dy.dtype)
+    _output_adj(np.ascontiguousarray(dy), th, tw, dm)
     return dm
