@@ -50,7 +50,7 @@ def conv_cases(draw):
 
 def _any_channels():
     """Winograd for every channel count, so that small hypothesis shapes take it too."""
-    return mock.patch.object(conv_winograd, "MIN_IN_CHANNELS", 1)
+    return mock.patch.multiple(conv_winograd, MIN_IN_CHANNELS=1, MAX_WIDENING=float("inf"))
 
 
 def _counting():
@@ -103,12 +103,14 @@ def test_a_mnistcnn_layer_in_float32_is_as_accurate_as_im2col():
         ({"groups": 2}, (2, 16, 8, 8), "groups"),
         ({}, (2, 1, 8, 8), "one input channel"),
         ({"kernel": 5}, (2, 16, 8, 8), "5x5 kernel"),
+        ({"cout": 32}, (2, 16, 8, 8), "more output than input channels"),
     ],
 )
 def test_other_convolutions_stay_on_im2col(kwargs, shape, why):
     kernel, groups = kwargs.pop("kernel", 3), kwargs.get("groups", 1)
     x = td.tensor(np.ones(shape, np.float32))
-    w = td.tensor(np.ones((4, shape[1] // groups, kernel, kernel), np.float32))
+    w = np.ones((kwargs.pop("cout", 4), shape[1] // groups, kernel, kernel), np.float32)
+    w = td.tensor(w)
     with kernels.use_kernels("numba"), _counting() as spy:
         F.conv2d(x, w, padding=1, **kwargs)
     assert spy.call_count == 0, why
@@ -120,7 +122,8 @@ def test_a_batch_over_the_im2col_budget_stays_on_the_chunked_path():
     with kernels.use_kernels("numba"), _counting() as spy:
         F.conv2d(x, w, padding=1)
         assert spy.call_count == 1
-        with kernels.im2col_budget(16 * 16 * 4 * 16 * 4 - 1):  # one byte under 4 images' V
+        # one byte under 4 images' V: 16 planes x 16 channels x 4 rows of 4 (+1 unused) tiles
+        with kernels.im2col_budget(16 * 16 * 4 * 20 * 4 - 1):
             F.conv2d(x, w, padding=1)
     assert spy.call_count == 1
 

@@ -27,8 +27,13 @@ __all__ = ["use_winograd", "winograd_forward", "winograd_grads"]
 # NOTE: measured at batch 128, 28x28 -> 32 channels, float32, 2 threads, fwd+bwd Winograd /
 # im2col (medians of 9 alternated rounds, a loaded 2-core machine): C_in 1: 3.1x, 4: 1.5x,
 # 8: 1.15x slower (tiny GEMMs; the transforms move 16 values per 4 pixels), C_in 16: 0.94x,
-# 32: 0.80x; 32->64 and 64->64 at 14x14: 0.94x, 0.82x. Hence Winograd from 16 channels up.
+# 32: 0.80x. After the whole-plane transforms (medians of 7, 2 threads, fwd+bwd ms): 32->32 at
+# 28x28 47.5-48.5 vs 57.4-60.6, 64->64 at 14x14 38.7-40.5 vs 44.6-46.3, but 32->64 at 14x14
+# 25.7-27.0 vs 23.0-24.6: with C_out > C_in the output side (M, dM) outgrows the saving on a
+# K = C_in GEMM that BLAS runs poorly. Hence Winograd from 16 input channels up and only
+# where the layer does not widen.
 MIN_IN_CHANNELS = 16
+MAX_WIDENING = 1  # C_out / C_in
 
 # NOTE: bytes of M (and dV) per piece of a share, so that they stay in the 1 MiB L2 between
 # the GEMM and the transform. Measured on the MnistCNN layers, one thread, 64 images, float32
@@ -40,16 +45,19 @@ _PIECE = 256 << 10
 def use_winograd(x, weight, stride, padding, dilation, groups) -> bool:
     """Whether ``Conv2d`` takes the Winograd path: NumPy arrays with the ``"numba"`` CPU kernels
     active (the ``"numpy"`` reference stays on im2col), a 3x3 kernel, stride 1, no dilation, no
-    groups, float32/float64, at least ``MIN_IN_CHANNELS`` input channels, and the batch's ``V``
+    groups, float32/float64, at least ``MIN_IN_CHANNELS`` input channels and at most
+    ``MAX_WIDENING`` times as many output channels, and the batch's ``V``
     within the im2col budget (larger batches take im2col's chunked path)."""
     if type(x) is not np.ndarray or x.dtype not in (np.float32, np.float64) or not len(x):
         return False
     if weight.shape[2:] != (3, 3) or groups != 1 or stride != (1, 1) or dilation != (1, 1):
         return False
-    if x.shape[1] < MIN_IN_CHANNELS or active_kernels() != "numba":
+    if x.shape[1] < MIN_IN_CHANNELS or weight.shape[0] > MAX_WIDENING * x.shape[1]:
+        return False
+    if active_kernels() != "numba":
         return False
     n, c, h, w = x.shape
-    tiles = ((h + 2 * padding[0] - 1) // 2) * ((w + 2 * padding[1] - 1) // 2)
+    tiles = tiles_per_image((h + 2 * padding[0] - 1) // 2, (w + 2 * padding[1] - 1) // 2)
     if 16 * c * n * tiles * x.itemsize > get_im2col_budget():
         return False
     return "numba" in available_kernels()
