@@ -147,7 +147,10 @@ def parallel(fn, items) -> list:
 
 
 # below this many multiply-adds a product stays one BLAS call: a share's hand-off costs more
-_MATMUL_MIN = 1 << 22
+# NOTE: 2**25, not 2**22: the MLP's products (128x784 @ 784x256, 25.7M; 128x256 @ 256x128)
+# measured 358 against 474 us and 76 against 202 us in one (2-thread) BLAS call, and the MLP
+# step 2.5 against 3.5 ms; a CNN step, whose 128x3136 @ 3136x128 still splits, was unchanged
+_MATMUL_MIN = 1 << 25
 # NOTE: and below this many rows: measured on 2 cores, 32 rows split 296-363 us vs 222-242 us
 # in one call (k x n = 256 x 1024, 1024 x 256); 64 rows split 347-368 vs 391-409 us
 _SPLIT_ROWS = 64
