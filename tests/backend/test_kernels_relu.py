@@ -53,7 +53,7 @@ def test_reference_is_the_definition():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("layout", ["contiguous", "strided"])
 def test_relu_is_the_same_on_both_kernel_variants(dtype, layout):
-    x = np.random.default_rng(0).standard_normal((4, 3, 6, 6)).astype(dtype)
+    x = np.random.default_rng(0).standard_normal((4, 8, 64, 64)).astype(dtype)  # >= _LOOP_MIN
     x[0, 0, 0, :3] = [np.nan, -0.0, np.inf]
     if layout == "strided":
         x = x[:, :, ::2]
@@ -72,3 +72,16 @@ def test_relu_is_the_same_on_both_kernel_variants(dtype, layout):
 def test_relu_of_an_integer_tensor_takes_the_reference():
     x = td.tensor(np.array([-3, 0, 5], np.int64))
     np.testing.assert_array_equal(F.relu(x).numpy(), [0, 0, 5])
+
+
+@pytest.mark.parametrize("shape, loop", [((4, 8, 64, 64), True), ((128, 256), False)])
+def test_the_loop_runs_on_large_float_arrays_only(monkeypatch, shape, loop):
+    calls = []
+    for name in ("relu_forward", "relu_backward"):
+        kernel = getattr(B, name)
+        monkeypatch.setattr(B, name, lambda *a, _k=kernel, _n=name, **kw: calls.append(_n)
+                            or _k(*a, **kw))  # fmt: skip
+    with kernels.use_kernels("numba"):
+        t = td.tensor(np.ones(shape, np.float32), requires_grad=True)
+        F.relu(t).backward(td.tensor(np.ones(shape, np.float32)))
+    assert calls == (["relu_forward", "relu_backward"] if loop else [])

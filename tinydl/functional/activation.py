@@ -39,15 +39,23 @@ class Relu(Function):
         return grad * _const(~(y.data <= 0), grad.dtype)  # 0 at 0; NaN passes, as PyTorch
 
 
+# NOTE: below this many elements NumPy's ufunc is as fast (the MLP's 128x256: 15 us), and a
+# model with no other Numba kernel does not import Numba (0.5 s, ~100 MiB resident) for it
+_LOOP_MIN = 1 << 16
+
+
 def _relu_arrays(name: str, *arrays):
-    """ReLU's array kernel ``name`` on ``arrays``, into a new array: the compiled loop (``numba_relu``) for
-    C-contiguous NumPy arrays of one float32/float64 dtype under the Numba kernels, else the
-    NumPy reference (``relu_ref``; CuPy arrays, integers, strided views) split into row shares
-    for large arrays. NOTE: the loop runs serial: at 128x6x28x28 (2.4 MB) 103 us against
-    160 us in two shares, the hand-off costing more than the second core saves."""
+    """ReLU's array kernel ``name`` on ``arrays``, into a new array: the compiled loop
+    (``numba_relu``) for C-contiguous NumPy arrays of one float32/float64 dtype and at least
+    ``_LOOP_MIN`` elements under the Numba kernels, else the NumPy reference (``relu_ref``;
+    CuPy arrays, integers, strided views, small arrays) split into row shares when large.
+    NOTE: the loop runs serial: at 128x6x28x28 (2.4 MB) 103 us against 160 us in two shares,
+    the hand-off costing more than the second core saves."""
     a = arrays[0]
     if (
-        all(type(b) is np.ndarray and b.flags.c_contiguous and b.dtype == a.dtype for b in arrays)
+        a.size >= _LOOP_MIN
+        and all(type(b) is np.ndarray and b.flags.c_contiguous for b in arrays)
+        and all(b.dtype == a.dtype for b in arrays)
         and a.dtype in (np.float32, np.float64)
         and get_kernel("im2col", like=a) is not None  # loads Numba, or falls back with a warning
         and active_kernels() == "numba"
