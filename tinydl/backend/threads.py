@@ -9,7 +9,7 @@ and the BLAS pool is set to one thread for the time of the parallel region (thre
 no two pools spin against each other. Numba kernels and large NumPy ufunc loops release the
 GIL, so the shares run in parallel. Once a region has run, ``matmul`` keeps tinydl's own
 products off BLAS's pool too: its threads spin after a product and took the cores from the
-next region's shares (the LeNet step ran 1.45x slower).
+next region's shares (the LeNet step ran about 1.5x slower).
 
 ``get_num_threads()`` defaults to the CPUs this process may use; ``TINYDL_NUM_THREADS`` or
 ``set_num_threads(n)`` change it (1: everything on the calling thread, BLAS left alone).
