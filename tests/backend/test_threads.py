@@ -147,8 +147,13 @@ def test_numba_batchnorm_over_two_threads_matches_one_thread(two_threads):
         np.testing.assert_allclose(a, e, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("shape", [(256, 300, 200), (5, 3, 4), (64, 2000, 64)])
-def test_matmul_split_by_rows_matches_numpy(two_threads, shape):
+@pytest.fixture
+def after_a_region(two_threads, monkeypatch):
+    monkeypatch.setitem(threads._state, "regions", True)
+
+
+@pytest.mark.parametrize("shape", [(256, 400, 200), (5, 3, 4), (64, 4000, 80)])
+def test_matmul_split_by_rows_matches_numpy(after_a_region, shape):
     m, k, n = shape
     rng = np.random.default_rng(3)
     a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
@@ -157,6 +162,36 @@ def test_matmul_split_by_rows_matches_numpy(two_threads, shape):
     got = threads.matmul(a32, bt)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, a32 @ bt, rtol=1e-5, atol=1e-4)
+
+
+def _spy(monkeypatch, name, calls):
+    fn = getattr(threads, name)
+    monkeypatch.setattr(threads, name, lambda *a: calls.append(name) or fn(*a))
+
+
+@pytest.mark.parametrize("regions", [False, True])
+@pytest.mark.parametrize("shape, split", [((128, 784, 256), True), ((128, 400, 120), False)])
+def test_matmul_uses_blas_threads_until_a_region_has_run(two_threads, monkeypatch, regions,
+                                                         shape, split):  # fmt: skip
+    monkeypatch.setitem(threads._state, "regions", regions)
+    calls = []
+    for name in ("parallel", "_enter_blas_single"):
+        _spy(monkeypatch, name, calls)
+    m, k, n = shape
+    a, b = np.ones((m, k), np.float32), np.ones((k, n), np.float32)
+    np.testing.assert_array_equal(threads.matmul(a, b), np.full((m, n), k, np.float32))
+    if not regions:  # one call on BLAS's own pool, whatever the size
+        assert calls == []
+    else:  # off BLAS's pool: split, or one single-threaded call
+        assert calls == (["parallel", "_enter_blas_single"] if split else ["_enter_blas_single"])
+
+
+def test_a_region_marks_the_process(two_threads, monkeypatch):
+    monkeypatch.setitem(threads._state, "regions", False)
+    threads.parallel(lambda i: i, [0])  # one item: no region
+    assert not threads._state["regions"]
+    threads.parallel(lambda i: i, [0, 1])
+    assert threads._state["regions"]
 
 
 def test_relu_over_two_threads_matches_one_thread(two_threads):

@@ -7,7 +7,9 @@ for the GEMMs only. Here a convolution splits its batch into one share per threa
 runs the whole chain for its share (im2col, a single-threaded GEMM, the layout pass, col2im),
 and the BLAS pool is set to one thread for the time of the parallel region (threadpoolctl), so
 no two pools spin against each other. Numba kernels and large NumPy ufunc loops release the
-GIL, so the shares run in parallel.
+GIL, so the shares run in parallel. Once a region has run, ``matmul`` keeps tinydl's own
+products off BLAS's pool too: its threads spin after a product and took the cores from the
+next region's shares (the LeNet step ran about 1.5x slower).
 
 ``get_num_threads()`` defaults to the CPUs this process may use; ``TINYDL_NUM_THREADS`` or
 ``set_num_threads(n)`` change it (1: everything on the calling thread, BLAS left alone).
@@ -25,7 +27,8 @@ __all__ = ["get_num_threads", "set_num_threads", "set_blas_threads", "parallel",
 __all__ += ["matmul", "map_rows"]
 
 _lock = threading.Lock()
-_state = {"n": None, "pool": None, "blas": None, "depth": 0, "saved": []}
+# "regions": a parallel region has run (matmul then keeps off BLAS's pool)
+_state = {"n": None, "pool": None, "blas": None, "depth": 0, "saved": [], "regions": False}
 _local = threading.local()  # .inside: this thread is running a share (no nested regions)
 
 
@@ -137,6 +140,7 @@ def parallel(fn, items) -> list:
     if len(items) < 2 or n < 2 or getattr(_local, "inside", False):
         return [fn(item) for item in items]
     pool = _pool(n)
+    _state["regions"] = True
     _enter_blas_single()
     try:
         futures = [pool.submit(_run_share, fn, item) for item in items[1:]]
@@ -147,27 +151,43 @@ def parallel(fn, items) -> list:
 
 
 # below this many multiply-adds a product stays one BLAS call: a share's hand-off costs more
-_MATMUL_MIN = 1 << 22
+_MATMUL_MIN = 1 << 24
 # NOTE: and below this many rows: measured on 2 cores, 32 rows split 296-363 us vs 222-242 us
 # in one call (k x n = 256 x 1024, 1024 x 256); 64 rows split 347-368 vs 391-409 us
 _SPLIT_ROWS = 64
 
 
 def matmul(a, b):
-    """``a @ b``; for 2-D NumPy products of at least ``_MATMUL_MIN`` multiply-adds, the rows of
-    ``a`` are split across the worker threads, each writing its rows of the result with a
-    single-threaded BLAS call (no BLAS pool to wake and synchronise; see the module docstring)."""
-    m = a.shape[0] if a.ndim == 2 else 0
+    """``a @ b``; 2-D NumPy products follow who holds the cores.
+
+    Until a parallel region has run in this process (a model of ``Linear`` layers only), one
+    BLAS call on BLAS's own threads, whatever the size. After one has (convolution, pooling,
+    batch norm: the kernels' shares), a single-threaded BLAS call, or for products of at least
+    ``_MATMUL_MIN`` multiply-adds the rows of ``a`` split across the worker threads, each
+    writing its rows of the result with a single-threaded BLAS call (see the module docstring).
+    """
     n = get_num_threads()
     if (
         b.ndim != 2
-        or m < max(2 * n, _SPLIT_ROWS)
-        or m * a.shape[1] * b.shape[1] < _MATMUL_MIN
+        or a.ndim != 2
         or n < 2
+        or not _state["regions"]
+        or getattr(_local, "inside", False)
         or type(a) is not np.ndarray
         or type(b) is not np.ndarray
     ):
+        # NOTE: BLAS's pool beats our shares at every size when nothing else runs (128x784 @
+        # 784x256: 358 against 474 us; the MLP step 2.1 against 2.9 ms)
         return a @ b
+    m = a.shape[0]
+    if m < max(2 * n, _SPLIT_ROWS) or m * a.shape[1] * b.shape[1] < _MATMUL_MIN:
+        # NOTE: not on BLAS's pool: its threads spin for a while after each product and took
+        # the cores from the next region's shares (LeNet step 15.0 against 10.0 ms, 2 cores)
+        _enter_blas_single()
+        try:
+            return a @ b
+        finally:
+            _exit_blas_single()
     out = np.empty((m, b.shape[1]), dtype=np.result_type(a, b))
     parallel(lambda r: np.matmul(a[r[0] : r[1]], b, out=out[r[0] : r[1]]), split(m, n))
     return out
