@@ -71,6 +71,21 @@ def test_an_error_in_a_share_propagates_and_blas_is_restored(two_threads):
     assert _blas_threads() == before
 
 
+def test_an_error_in_the_first_share_waits_for_the_others(two_threads):
+    finished = []
+
+    def share(i):
+        if i == 0:
+            raise ValueError("share 0 failed")
+        time.sleep(0.2)  # still running when share 0 has failed
+        finished.append(i)
+        return i
+
+    with pytest.raises(ValueError, match="share 0 failed"):
+        threads.parallel(share, range(2))
+    assert finished == [1]  # the region ended only after share 1 had finished
+
+
 def test_nested_regions_run_serially(two_threads):
     def inner(i):
         return threading.get_ident()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -144,7 +144,10 @@ def parallel(fn, items) -> list:
     _enter_blas_single()
     try:
         futures = [pool.submit(_run_share, fn, item) for item in items[1:]]
-        first = _run_share(fn, items[0])
+        try:
+            first = _run_share(fn, items[0])
+        finally:  # NOTE: even when the first share raised: the others still write their rows
+            wait(futures)
         return [first] + [f.result() for f in futures]
     finally:
         _exit_blas_single()
