@@ -50,7 +50,10 @@ def conv_cases(draw):
 
 def _any_channels():
     """Winograd for every channel count, so that small hypothesis shapes take it too."""
-    return mock.patch.multiple(conv_winograd, MIN_IN_CHANNELS=1, MAX_WIDENING=float("inf"))
+    return mock.patch.multiple(
+        conv_winograd, MIN_IN_CHANNELS=1, MAX_WIDENING=float("inf"), MIN_CHANNELS_X_SIDE=1,
+        MIN_SIDE=1,
+    )
 
 
 def _counting():
@@ -104,6 +107,9 @@ def test_a_mnistcnn_layer_in_float32_is_as_accurate_as_im2col():
         ({}, (2, 1, 8, 8), "one input channel"),
         ({"kernel": 5}, (2, 16, 8, 8), "5x5 kernel"),
         ({"cout": 32}, (2, 16, 8, 8), "more output than input channels"),
+        ({"cout": 64}, (1, 64, 7, 7), "a 7x7 output"),
+        ({"cout": 32}, (1, 32, 14, 14), "32 channels at 14x14"),
+        ({"cout": 16}, (1, 16, 28, 28), "16 channels at 28x28"),
     ],
 )
 def test_other_convolutions_stay_on_im2col(kwargs, shape, why):
@@ -116,10 +122,19 @@ def test_other_convolutions_stay_on_im2col(kwargs, shape, why):
     assert spy.call_count == 0, why
 
 
+@pytest.mark.parametrize("shape", [(1, 32, 28, 28), (1, 64, 14, 14), (1, 128, 14, 20)])
+def test_wide_enough_layers_take_winograd(shape):
+    x = td.tensor(np.ones(shape, np.float32))
+    w = td.tensor(np.ones((shape[1], shape[1], 3, 3), np.float32))
+    with kernels.use_kernels("numba"), _counting() as spy:
+        F.conv2d(x, w, padding=1)
+    assert spy.call_count == 1
+
+
 def test_a_batch_over_the_im2col_budget_stays_on_the_chunked_path():
     x = td.tensor(np.ones((4, 16, 8, 8), np.float32))
     w = td.tensor(np.ones((4, 16, 3, 3), np.float32))
-    with kernels.use_kernels("numba"), _counting() as spy:
+    with kernels.use_kernels("numba"), _any_channels(), _counting() as spy:
         F.conv2d(x, w, padding=1)
         assert spy.call_count == 1
         # one byte under 4 images' V: 16 planes x 16 channels x 4 rows of 4 (+1 unused) tiles
