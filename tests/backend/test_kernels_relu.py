@@ -85,3 +85,73 @@ def test_the_loop_runs_on_large_float_arrays_only(monkeypatch, shape, loop):
         t = td.tensor(np.ones(shape, np.float32), requires_grad=True)
         F.relu(t).backward(td.tensor(np.ones(shape, np.float32)))
     assert calls == (["relu_forward", "relu_backward"] if loop else [])
+
+
+@given(st.sampled_from([np.float32, np.float64]).flatmap(
+    lambda dt: st.tuples(float_arrays(dt), float_arrays(dt))))  # fmt: skip
+def test_add_relu_loop_equals_the_reference_bit_for_bit(pair):
+    a, b = pair
+    b = np.resize(b, a.shape)
+    with np.errstate(over="ignore", invalid="ignore"):  # inf - inf, float32 overflow
+        expected = R.add_relu_forward(a, b, out=np.empty_like(a))
+    got = B.add_relu_forward(a, b, out=np.full_like(a, 7))
+    np.testing.assert_array_equal(_bits(got), _bits(expected))
+
+
+def test_add_relu_reference_is_the_definition():
+    a = np.array([-2.0, 1.0, -0.0, np.nan, np.inf, np.inf], np.float32)
+    b = np.array([1.0, 1.0, 0.0, 1.0, -1.0, -np.inf], np.float32)
+    with np.errstate(invalid="ignore"):
+        y = R.add_relu_forward(a, b, out=np.empty_like(a))
+    np.testing.assert_array_equal(y, [0, 2, 0, np.nan, np.inf, np.nan])
+    assert not np.signbit(y[[0, 2]]).any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+def test_add_relu_is_relu_of_the_sum_on_both_kernel_variants(dtype, layout):
+    rng = np.random.default_rng(1)
+    a, b = (rng.standard_normal((4, 8, 64, 64)).astype(dtype) for _ in range(2))  # >= _LOOP_MIN
+    a[0, 0, 0, :3] = [np.nan, -0.0, np.inf]
+    if layout == "strided":
+        a, b = a[:, :, ::2], b[:, :, ::2]
+    g = np.linspace(-3, 3, a.size, dtype=dtype).reshape(a.shape)
+    results = []
+    for variant, fn in (("numpy", F.add_relu), ("numba", F.add_relu),
+                        ("numba", lambda x, y: F.relu(x + y))):  # fmt: skip
+        with kernels.use_kernels(variant):
+            ta, tb = td.tensor(a, requires_grad=True), td.tensor(b, requires_grad=True)
+            y = fn(ta, tb)
+            assert y.dtype == dtype
+            y.backward(td.tensor(g))
+            results.append([np.ascontiguousarray(r) for r in
+                            (y.detach().numpy(), ta.grad.numpy(), tb.grad.numpy())])  # fmt: skip
+    for got in results[1:]:
+        for r, e in zip(got, results[0]):
+            np.testing.assert_array_equal(_bits(r), _bits(e))
+
+
+def test_add_relu_of_broadcast_operands_reduces_the_gradient():
+    a = td.tensor(np.array([[-1.0, 2.0], [3.0, -4.0]]), requires_grad=True)
+    b = td.tensor(np.array([0.5, 1.0]), requires_grad=True)
+    y = F.add_relu(a, b)
+    np.testing.assert_array_equal(y.detach().numpy(), [[0, 3], [3.5, 0]])
+    y.sum().backward()
+    np.testing.assert_array_equal(a.grad.numpy(), [[0, 1], [1, 0]])
+    np.testing.assert_array_equal(b.grad.numpy(), [1, 1])
+
+
+@given(hnp.arrays(np.float64, hnp.array_shapes(max_dims=3, max_side=5),
+                  elements=st.floats(-3, 3)), st.integers(0, 2**32 - 1))  # fmt: skip
+def test_add_relu_matches_pytorch(a, seed):
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed: no reference")
+    b = np.random.default_rng(seed).uniform(-3, 3, a.shape)
+    g = np.random.default_rng(seed + 1).uniform(-1, 1, a.shape)
+    ta, tb = td.tensor(a, requires_grad=True), td.tensor(b, requires_grad=True)
+    F.add_relu(ta, tb).backward(td.tensor(g))
+    pa, pb = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+    y = torch.relu(pa + pb)
+    y.backward(torch.tensor(g))
+    np.testing.assert_array_equal(F.add_relu(td.tensor(a), td.tensor(b)).numpy(), y.detach())
+    np.testing.assert_array_equal(ta.grad.numpy(), pa.grad)
+    np.testing.assert_array_equal(tb.grad.numpy(), pb.grad)

@@ -66,6 +66,13 @@ add(
     Op("erf", F.erf, special.erf, unary(elems(-5, 5))),
     Op("relu", F.relu, lambda x: np.maximum(x, 0), unary(elems(kinks=(0,))), kinks=True),
     Op(
+        "add_relu",
+        F.add_relu,
+        lambda a, b: np.maximum(a + b, 0),
+        broadcast(grid(), grid(offset=MARGIN / 2)),  # a + b at least MARGIN / 2 from the kink
+        kinks=True,
+    ),
+    Op(
         "leaky_relu",
         lambda x, s: F.leaky_relu(x, s),
         lambda x, s: np.where(x > 0, x, s * x),

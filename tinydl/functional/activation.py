@@ -18,9 +18,10 @@ from ..backend import get_array_module, threads
 from ..backend.kernels import active_kernels, get_kernel, relu_ref
 from ..grad_mode import is_grad_enabled
 from ._util import normalize_dim
+from .arithmetic import add
 from .elementwise import _const, _erf_array, _floating, erf, exp, sigmoid, tanh, where
 
-__all__ = ["relu", "leaky_relu", "elu", "gelu", "softplus", "softmax", "log_softmax"]
+__all__ = ["relu", "add_relu", "leaky_relu", "elu", "gelu", "softplus", "softmax", "log_softmax"]
 
 
 class Relu(Function):
@@ -73,6 +74,37 @@ def relu(x: Tensor) -> Tensor:
     tensor([0., 0., 2.])
     """
     return Relu.apply(x)
+
+
+class AddRelu(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        y = _relu_arrays("add_relu_forward", a, b)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        g = Relu.backward(ctx, grad)
+        return g, g
+
+
+def add_relu(a, b) -> Tensor:
+    """``relu(a + b)`` as one op: one pass over the arrays forward and no sum kept (a residual
+    block's output). Operands of different shapes or dtypes take ``relu(a + b)``.
+
+    >>> add_relu(td.tensor([-1.0, 0.5]), td.tensor([0.5, 0.5]))
+    tensor([0., 1.])
+    """
+    if (
+        isinstance(a, Tensor)
+        and isinstance(b, Tensor)
+        and a.shape == b.shape
+        and a.dtype == b.dtype
+        and a.device == b.device
+    ):
+        return AddRelu.apply(a, b)
+    return relu(add(a, b))
 
 
 class LeakyRelu(Function):

@@ -119,7 +119,7 @@ class BasicBlock(Module):
     def forward(self, x):
         out = self._bn1_relu(self.conv1(x))
         out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
+        return F.add_relu(out, self.shortcut(x))
 
 
 class ResNetSmall(Module):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["relu_forward", "relu_backward"]
+__all__ = ["relu_forward", "relu_backward", "add_relu_forward"]
 
 
 @njit(cache=True, nogil=True)
@@ -46,4 +46,18 @@ def relu_forward(x, out):
 def relu_backward(grad, y, out):
     """``relu_ref.relu_backward`` for C-contiguous arrays of one floating dtype."""
     _relu_backward(grad.reshape(-1), y.reshape(-1), _lut(grad.dtype), out.reshape(-1))
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _add_relu(af, bf, lut, of):
+    zero = lut[0]
+    for i in range(af.size):
+        v = af[i] + bf[i]
+        of[i] = zero if v <= 0 else v
+
+
+def add_relu_forward(a, b, out):
+    """``relu_ref.add_relu_forward`` for C-contiguous arrays of one shape and floating dtype."""
+    _add_relu(a.reshape(-1), b.reshape(-1), _lut(a.dtype), out.reshape(-1))
     return out

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..device import get_array_module
 
-__all__ = ["relu_forward", "relu_backward"]
+__all__ = ["relu_forward", "relu_backward", "add_relu_forward"]
 
 
 def relu_forward(x, out):
@@ -20,3 +20,9 @@ def relu_backward(grad, y, out):
     """``grad * (y > 0 or y is NaN)`` into ``out``: a multiply by the mask, so an infinite or
     NaN ``grad`` where ``y <= 0`` gives NaN, as PyTorch's. Returns ``out``."""
     return get_array_module(grad).multiply(grad, ~(y <= 0), out=out)
+
+
+def add_relu_forward(a, b, out):
+    """``relu_forward`` of ``a + b`` (one shape) into ``out``. Returns ``out``."""
+    xp = get_array_module(a)
+    return xp.maximum(xp.add(a, b, out=out), 0, out=out)
