@@ -9,6 +9,7 @@ BENCHMARKS = {
     "epoch": "benchmarks.epoch",
     "data_pipeline": "benchmarks.data_pipeline",
     "kernels": "benchmarks.kernels",
+    "conv_layers": "benchmarks.conv_layers",
     "overhead": "benchmarks.overhead",
     "serve": "benchmarks.serve_load",
     "distributed": "benchmarks.distributed",

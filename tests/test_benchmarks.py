@@ -158,3 +158,26 @@ def test_step_gflop_counts_forward_and_both_gradients():
     # the input gradients the same less the first layer's (the image needs none)
     fwd = 784 * 256 + 256 * 128 + 128 * 10
     assert step_gflop("mlp", 4) == pytest.approx(2 * (3 * fwd - 784 * 256) * 4 / 1e9)
+
+
+def test_conv_layers_finds_each_models_convolutions_and_their_paths():
+    from benchmarks.conv_layers import label, model_layers, tinydl_path
+
+    pytest.importorskip("numba", reason="the path column names the Numba kernels' convolutions")
+    layers = model_layers("cnn", 128)
+    assert [(label(x), x["count"], tinydl_path(x)) for x in layers] == [
+        ("1->32 at 28x28, k3 s1 p1", 1, "per-image"),
+        ("32->32 at 28x28, k3 s1 p1", 1, "winograd"),
+        ("32->64 at 14x14, k3 s1 p1", 1, "im2col"),
+        ("64->64 at 14x14, k3 s1 p1", 1, "winograd"),
+    ]
+    assert layers[0]["first"] and not layers[1]["first"]
+    resnet = model_layers("resnet", 8)
+    assert sum(x["count"] for x in resnet) == 9 and len(resnet) == 8  # block 1's two convs match
+
+
+def test_conv_layers_benchmark_prints_a_row_per_layer(capsys):
+    argv = ["conv_layers", "--model", "lenet", "--steps", "1", "--warmup", "0", "--rounds", "1"]
+    assert bench_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| 6->16 at 14x14, k5 s1 p0 | 1" in out and "| all (x count)" in out
