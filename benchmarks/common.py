@@ -257,3 +257,31 @@ def start(args) -> tuple[dict, object, str]:
     print(f"threads: {blas}")
     print("\n".join(header_lines(info)), flush=True)
     return info, torch_mod, blas
+
+
+def fwd_bwd_closures(framework: str, fn, arrays, grad, needs=None):
+    """``(forward, forward_backward)`` closures of ``fn`` over ``arrays`` in ``framework``
+    ("torch" or "tinydl"): the forward under no_grad, and the forward with a backward of the
+    fixed upstream ``grad`` into every array whose ``needs`` entry is true (default: all)."""
+    needs = [True] * len(arrays) if needs is None else needs
+    if framework == "torch":
+        import torch
+
+        ts = [torch.from_numpy(a).requires_grad_(n) for a, n in zip(arrays, needs)]
+        gt, no_grad = torch.from_numpy(grad), torch.no_grad
+    else:
+        import tinydl as td
+
+        ts = [td.tensor(a, requires_grad=n) for a, n in zip(arrays, needs)]
+        gt, no_grad = td.tensor(grad), td.no_grad
+
+    def fwd():
+        with no_grad():
+            fn(*ts)
+
+    def fwd_bwd():
+        for t in ts:
+            t.grad = None
+        fn(*ts).backward(gt)
+
+    return fwd, fwd_bwd

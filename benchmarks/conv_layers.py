@@ -59,6 +59,13 @@ def label(layer: dict) -> str:
     return f"{c}->{layer['cout']} at {h}x{w}, k{kh} s{s} p{p}"
 
 
+def _output_size(layer: dict) -> tuple[int, int]:
+    from tinydl.backend.kernels.numpy_ref import conv_output_size
+
+    return tuple(conv_output_size(*a) for a in zip(layer["in"][2:], layer["kernel"],
+                                                   layer["stride"], layer["padding"]))  # fmt: skip
+
+
 def tinydl_path(layer: dict) -> str:
     """Which of tinydl's CPU convolutions runs ``layer`` (with the Numba kernels)."""
     from tinydl.functional import conv_winograd
@@ -69,49 +76,24 @@ def tinydl_path(layer: dict) -> str:
     args = (tuple(layer["stride"]), tuple(layer["padding"]), (1, 1), 1)
     if conv_winograd.use_winograd(x, w, *args):
         return "winograd"
-    n, _, h, wd = x.shape
-    (kh, kw), (s, t), (p, q) = layer["kernel"], layer["stride"], layer["padding"]
-    pixels = ((h + 2 * p - kh) // s + 1) * ((wd + 2 * q - kw) // t + 1)
-    return "per-image" if image_kernels(x, 1, pixels) else "im2col"
+    return "per-image" if image_kernels(x, 1, int(np.prod(_output_size(layer)))) else "im2col"
 
 
 def _closures(framework: str, layer: dict):
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal(layer["in"], dtype=np.float32)
-    w = rng.standard_normal((layer["cout"], x.shape[1], *layer["kernel"]), dtype=np.float32)
-    b = rng.standard_normal(layer["cout"], dtype=np.float32) if layer["bias"] else None
-    kw = {"stride": tuple(layer["stride"]), "padding": tuple(layer["padding"])}
-    need_x = not layer["first"]
     if framework == "torch":
-        import torch
         import torch.nn.functional as F
-
-        X, W = torch.from_numpy(x).requires_grad_(need_x), torch.from_numpy(w).requires_grad_()
-        B = None if b is None else torch.from_numpy(b).requires_grad_()
-        no_grad = torch.no_grad
     else:
-        import tinydl as td
         import tinydl.functional as F
-
-        X, W = td.tensor(x, requires_grad=need_x), td.tensor(w, requires_grad=True)
-        B = None if b is None else td.tensor(b, requires_grad=True)
-        no_grad = td.no_grad
-    with no_grad():
-        y = F.conv2d(X, W, B, **kw)
-    g = rng.standard_normal(tuple(y.shape), dtype=np.float32)
-    G = torch.from_numpy(g) if framework == "torch" else td.tensor(g)
-
-    def fwd():
-        with no_grad():
-            F.conv2d(X, W, B, **kw)
-
-    def fwd_bwd():
-        X.grad = W.grad = None
-        if B is not None:
-            B.grad = None
-        F.conv2d(X, W, B, **kw).backward(G)
-
-    return fwd, fwd_bwd
+    rng = np.random.default_rng(0)
+    n, cin = layer["in"][:2]
+    arrays = [rng.standard_normal(layer["in"], dtype=np.float32),
+              rng.standard_normal((layer["cout"], cin, *layer["kernel"]), dtype=np.float32)]  # fmt: skip
+    if layer["bias"]:
+        arrays.append(rng.standard_normal(layer["cout"], dtype=np.float32))
+    g = rng.standard_normal((n, layer["cout"], *_output_size(layer)), dtype=np.float32)
+    kw = {"stride": tuple(layer["stride"]), "padding": tuple(layer["padding"])}
+    needs = [not layer["first"]] + [True] * (len(arrays) - 1)  # the image needs no gradient
+    return common.fwd_bwd_closures(framework, lambda *a: F.conv2d(*a, **kw), arrays, g, needs)
 
 
 def measure(framework: str, layers: list[dict], args) -> list[list[float]]:

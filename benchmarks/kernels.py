@@ -58,27 +58,7 @@ def _inputs(*shapes):
 def _closures(framework, fn, arrays, grad_shape):
     """Forward and forward+backward closures of ``fn`` over ``arrays`` in ``framework``."""
     (g,) = _inputs(grad_shape)
-    if framework == "torch":
-        import torch
-
-        ts = [torch.from_numpy(a).requires_grad_() for a in arrays]
-        gt, no_grad = torch.from_numpy(g), torch.no_grad
-    else:
-        import tinydl as td
-
-        ts = [td.tensor(a, requires_grad=True) for a in arrays]
-        gt, no_grad = td.tensor(g), td.no_grad
-
-    def fwd():
-        with no_grad():
-            fn(*ts)
-
-    def fwd_bwd():
-        for t in ts:
-            t.grad = None
-        fn(*ts).backward(gt)
-
-    return fwd, fwd_bwd
+    return common.fwd_bwd_closures(framework, fn, arrays, g)
 
 
 def _functional(framework):

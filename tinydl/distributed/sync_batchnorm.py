@@ -98,14 +98,17 @@ class SyncBatchNorm(_BatchNorm):
 
     _dims = (2, 3, 4, 5)
 
-    def _batch_norm(self, x, training: bool, momentum: float):
+    def _batch_norm(self, x, training: bool, momentum: float, relu: bool = False):
         # NOTE: synced only in training mode, as PyTorch (not in eval without running stats)
+        # NOTE: ``relu`` is applied on its own (no fused kernel for the synced statistics)
         if not (training and self.training) or group.get_world_size() == 1:
-            return super()._batch_norm(x, training, momentum)
-        running = None
-        if self.running_mean is not None:
-            running = (self.running_mean.data, self.running_var.data, momentum)
-        return SyncBatchNormFunction.apply(x, self.weight, self.bias, self.eps, running)
+            y = super()._batch_norm(x, training, momentum)
+        else:
+            running = None
+            if self.running_mean is not None:
+                running = (self.running_mean.data, self.running_var.data, momentum)
+            y = SyncBatchNormFunction.apply(x, self.weight, self.bias, self.eps, running)
+        return y.relu() if relu else y
 
     @classmethod
     def convert_sync_batchnorm(cls, module: Module) -> Module:

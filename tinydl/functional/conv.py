@@ -153,9 +153,9 @@ def conv2d(x: Tensor, weight: Tensor, bias=None, stride=1, padding=0, dilation=1
     gradient when the whole batch's fit the im2col budget (256 MiB unless changed with
     ``td.backend.set_im2col_budget`` or ``with td.backend.im2col_budget(nbytes):``); above it
     the batch runs in chunks of images that fit and backward recomputes each chunk's columns,
-    trading time for memory. 3x3 stride-1 layers with 16 or more input channels on the CPU
-    (Numba kernels) run Winograd F(2x2, 3x3) instead and keep its transformed input (16/9 of
-    ``x``, against im2col's 9x); see ``tinydl.functional.conv_winograd``.
+    trading time for memory. Wide enough 3x3 stride-1 layers on the CPU (Numba kernels; the
+    rule is ``conv_winograd.use_winograd``) run Winograd F(2x2, 3x3) instead and keep its
+    transformed input (about 4x ``x``, against im2col's 9x).
     """
     x, weight = lift(x), lift(weight)
     bias = None if bias is None else lift(bias)
@@ -195,9 +195,9 @@ class Conv2d(Function):
     when each share's fit the im2col budget (``tinydl.backend.set_im2col_budget``); otherwise a
     share runs in chunks that do, and backward recomputes them chunk by chunk.
 
-    3x3 stride-1 layers on the CPU with the Numba kernels take the Winograd F(2x2, 3x3) path
-    instead (``conv_winograd``: no columns, 2.25x fewer multiplies); double backward rebuilds
-    im2col columns either way."""
+    Wide enough 3x3 stride-1 layers on the CPU with the Numba kernels take the Winograd
+    F(2x2, 3x3) path instead (``conv_winograd.use_winograd``: no columns, 2.25x fewer
+    multiplies); double backward rebuilds im2col columns either way."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding, dilation, groups):

@@ -79,25 +79,13 @@ class BatchNorm(Function):
     @staticmethod
     def backward(ctx, grad):
         x, weight, bias, xhat = ctx.saved_tensors
-        needs = ctx.needs_input_grad[:3]
         if is_grad_enabled():  # create_graph: differentiate the composed ops
-            inputs = [t for t, n in zip((x, weight, bias), needs) if n]
-            with enable_grad():
-                y = _composed(x, weight, bias, ctx.eps)
-            grads = iter(_autograd_grad(y, inputs, grad, create_graph=True))
-            return tuple(next(grads) if n else None for n in needs) + (None, None)
+            return _graph_grads(ctx, grad, x, weight, bias, relu=False)
         w = None if weight is None else weight.data
-        dx, dw, db = get_kernel("batchnorm_backward", like=grad.data)(
+        grads = get_kernel("batchnorm_backward", like=grad.data)(
             grad.data, xhat.data, w, ctx.inv_std.astype(grad.dtype, copy=False)
         )
-        wrap = Tensor.from_array
-        return (
-            wrap(dx) if needs[0] else None,
-            wrap(dw) if needs[1] else None,
-            wrap(db) if needs[2] else None,
-            None,
-            None,
-        )
+        return _wrapped(ctx, grads)
 
 
 class BatchNormRelu(Function):
@@ -119,32 +107,34 @@ class BatchNormRelu(Function):
     @staticmethod
     def backward(ctx, grad):
         x, weight, bias, y = ctx.saved_tensors
-        needs = ctx.needs_input_grad[:3]
         if is_grad_enabled():  # create_graph: differentiate the composed ops
-            inputs = [t for t, n in zip((x, weight, bias), needs) if n]
-            with enable_grad():
-                out = _composed(x, weight, bias, ctx.eps).relu()
-            grads = iter(_autograd_grad(out, inputs, grad, create_graph=True))
-            return tuple(next(grads) if n else None for n in needs) + (None, None)
+            return _graph_grads(ctx, grad, x, weight, bias, relu=True)
         w = None if weight is None else weight.data
-        dx, dw, db = get_kernel("batchnorm_relu_backward", like=grad.data)(
+        grads = get_kernel("batchnorm_relu_backward", like=grad.data)(
             grad.data, x.data, y.data, w, ctx.mean, ctx.inv_std.astype(grad.dtype, copy=False)
         )
-        wrap = Tensor.from_array
-        return (
-            wrap(dx) if needs[0] else None,
-            wrap(dw) if needs[1] else None,
-            wrap(db) if needs[2] else None,
-            None,
-            None,
-        )
+        return _wrapped(ctx, grads)
 
 
-def _composed(x, weight, bias, eps):
-    """Training-mode batch norm from the composed ops (for a differentiable backward)."""
+def _graph_grads(ctx, grad, x, weight, bias, relu: bool):
+    """The backward of ``BatchNorm``/``BatchNormRelu`` with ``create_graph``: the gradients of
+    the composed ops (training-mode batch norm, then ReLU when ``relu``), differentiable."""
+    needs = ctx.needs_input_grad[:3]
+    inputs = [t for t, n in zip((x, weight, bias), needs) if n]
     axes = (0,) + tuple(range(2, x.ndim))
     shape = (x.shape[1],) + (1,) * (x.ndim - 2)
-    return _affine(_normalize(x, axes, eps), weight, bias, shape)
+    with enable_grad():
+        out = _affine(_normalize(x, axes, ctx.eps), weight, bias, shape)
+        out = out.relu() if relu else out
+    grads = iter(_autograd_grad(out, inputs, grad, create_graph=True))
+    return tuple(next(grads) if n else None for n in needs) + (None, None)
+
+
+def _wrapped(ctx, grads):
+    """The kernels' ``(dx, dweight, dbias)`` arrays as the backward's return value."""
+    return tuple(
+        Tensor.from_array(g) if n else None for g, n in zip(grads, ctx.needs_input_grad[:3])
+    ) + (None, None)
 
 
 def _update_running(running, mean, var, n):

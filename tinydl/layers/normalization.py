@@ -53,11 +53,7 @@ class _BatchNorm(Module):
             if momentum is None:  # cumulative moving average, as PyTorch
                 momentum = 1.0 / float(self.num_batches_tracked.item())
         training = self.training or self.running_mean is None
-        if not relu:
-            return self._batch_norm(x, training, momentum)
-        if type(self)._batch_norm is _BatchNorm._batch_norm:
-            return self._batch_norm(x, training, momentum, relu=True)
-        return F.relu(self._batch_norm(x, training, momentum))  # e.g. SyncBatchNorm: unfused
+        return self._batch_norm(x, training, momentum, relu=relu)
 
     def fused_with(self, nxt):
         """``x -> nxt(self(x))`` as one op when ``nxt`` is a plain ``ReLU`` (the fused
@@ -65,7 +61,8 @@ class _BatchNorm(Module):
         return (lambda x: self.forward(x, relu=True)) if type(nxt) is ReLU else None
 
     def _batch_norm(self, x, training: bool, momentum: float, relu: bool = False):
-        """The normalization proper (``SyncBatchNorm`` replaces it in training)."""
+        """The normalization proper, then ReLU with ``relu`` (``SyncBatchNorm`` replaces it
+        in training)."""
         return F.batch_norm(
             x,
             self.running_mean,
