@@ -6,7 +6,8 @@ on each ``Conv2d`` (so the list follows the model's definition). One call times
 ``F.conv2d`` forward alone (``fwd``, no graph) or forward + backward of a fixed upstream
 gradient into the input (except for the first layer, whose input is the image) and the weight
 (``fwd+bwd``). Each framework runs in its own process, alternated round by round. The ``path``
-column says which tinydl convolution runs the layer (Winograd, per-image columns or im2col).
+column says which tinydl convolution runs the layer (Winograd F(2x2) or F(4x4), per-image
+columns or im2col).
 """
 
 from __future__ import annotations
@@ -74,8 +75,9 @@ def tinydl_path(layer: dict) -> str:
     x = np.zeros(layer["in"], np.float32)
     w = np.zeros((layer["cout"], x.shape[1], *layer["kernel"]), np.float32)
     args = (tuple(layer["stride"]), tuple(layer["padding"]), (1, 1), 1)
-    if conv_winograd.use_winograd(x, w, *args):
-        return "winograd"
+    tile = conv_winograd.use_winograd(x, w, *args)
+    if tile:
+        return f"winograd F({tile}x{tile})"
     return "per-image" if image_kernels(x, 1, int(np.prod(_output_size(layer)))) else "im2col"
 
 

@@ -154,8 +154,8 @@ def conv2d(x: Tensor, weight: Tensor, bias=None, stride=1, padding=0, dilation=1
     ``td.backend.set_im2col_budget`` or ``with td.backend.im2col_budget(nbytes):``); above it
     the batch runs in chunks of images that fit and backward recomputes each chunk's columns,
     trading time for memory. Wide enough 3x3 stride-1 layers on the CPU (Numba kernels; the
-    rule is ``conv_winograd.use_winograd``) run Winograd F(2x2, 3x3) instead and keep its
-    transformed input (about 4x ``x``, against im2col's 9x).
+    rule is ``conv_winograd.use_winograd``) run Winograd F(2x2, 3x3) or F(4x4, 3x3) instead and
+    keep its transformed input (about 4x or 2.5x ``x``, against im2col's 9x).
     """
     x, weight = lift(x), lift(weight)
     bias = None if bias is None else lift(bias)
@@ -196,8 +196,8 @@ class Conv2d(Function):
     share runs in chunks that do, and backward recomputes them chunk by chunk.
 
     Wide enough 3x3 stride-1 layers on the CPU with the Numba kernels take the Winograd
-    F(2x2, 3x3) path instead (``conv_winograd.use_winograd``: no columns, 2.25x fewer
-    multiplies); double backward rebuilds im2col columns either way."""
+    F(2x2, 3x3) or F(4x4, 3x3) path instead (``conv_winograd.use_winograd``: no columns, 2.25x
+    or 4x fewer multiplies); double backward rebuilds im2col columns either way."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding, dilation, groups):
@@ -208,7 +208,7 @@ class Conv2d(Function):
         ctx.args, ctx.groups = args, groups
         ctx.winograd = use_winograd(x, weight, stride, padding, dilation, groups)
         if ctx.winograd:
-            out, vs = winograd_forward(ctx, x, weight, bias, padding)
+            out, vs = winograd_forward(ctx, x, weight, bias, padding, ctx.winograd)
             ctx.save_for_backward(x, weight, *vs)
             return out
         w2 = weight.reshape(cout, -1)

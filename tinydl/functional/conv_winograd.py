@@ -1,17 +1,19 @@
-"""The Winograd F(2x2, 3x3) path of ``Conv2d`` on the CPU: 3x3, stride 1, 2.25x fewer multiplies.
+"""The Winograd path of ``Conv2d`` on the CPU: 3x3, stride 1, F(2x2, 3x3) (2.25x fewer
+multiplies) or, for outputs of 28 pixels a side and more, F(4x4, 3x3) (4x fewer).
 
 Forward: ``U = G W G^T`` once, then per share of the batch (one per worker thread, see
 ``tinydl.backend.threads``) ``V = B^T d B`` for the share's tiles, kept for the weight gradient,
-and in pieces of images the batched GEMM ``M = U @ V`` ``(16, C_out, C_in) @ (16, C_in, T)``
-and ``Y = A^T M A + bias`` written straight into the output. No im2col column matrix: ``V`` holds
-16 values per 2x2 output tile (4 per pixel and channel, plus one unused tile per tile row),
-where the columns hold 9 (the 28x28x32 layer at batch 128: 55 MB of ``V`` against 115 MB of
-columns).
+and in pieces of images the batched GEMM ``M = U @ V`` ``(a*a, C_out, C_in) @ (a*a, C_in, T)``
+(``a = 4`` or 6) and ``Y = A^T M A + bias`` written straight into the output. No im2col column
+matrix: F(2x2)'s ``V`` holds 16 values per 2x2 output tile (4 per pixel and channel, plus one
+unused tile per tile row), F(4x4)'s 36 per 4x4 tile (2.25 per pixel), where the columns hold 9
+(the 28x28x32 layer at batch 128: 55 MB of F(2x2) ``V``, 33 MB of F(4x4), 115 MB of columns).
 
 Backward, per share and piece: ``dM = A dY A^T``, ``dU += dM @ V^T`` (``dW = G^T dU G`` once
 the shares are summed), ``dV = U^T @ dM`` and ``dX = B dV B^T`` with the overlapping tiles
 adding up; each share owns its images, so the scatter has no races. The transforms are
-``tinydl.backend.kernels.numba_winograd`` (reference: ``tinydl.backend.kernels.winograd``).
+``tinydl.backend.kernels.numba_winograd`` and ``numba_winograd4`` (reference for both:
+``tinydl.backend.kernels.winograd``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from ..backend.kernels import active_kernels, available_kernels, get_im2col_budg
 from ..backend.kernels.winograd import tiles_per_image
 from ..backend.threads import get_num_threads, parallel, split
 
-__all__ = ["use_winograd", "winograd_forward", "winograd_grads"]
+__all__ = ["use_winograd", "winograd_tile", "winograd_forward", "winograd_grads"]
 
 # NOTE: measured at batch 128, 28x28 -> 32 channels, float32, 2 threads, fwd+bwd Winograd /
 # im2col (medians of 9 alternated rounds, a loaded 2-core machine): C_in 1: 3.1x, 4: 1.5x,
@@ -46,83 +48,102 @@ MIN_SIDE = 14  # output pixels along the shorter side: below it the unused tiles
 # the GEMM and the transform. Measured on the MnistCNN layers, one thread, 64 images, float32
 # (medians of 9 alternated rounds, fwd / bwd): 8 MiB 180 / 166 ms at 32->32 28x28, 1 MiB 35 /
 # 54, 256 KiB 30 / 45, 128 KiB 36 / 38; at 64->64 14x14 8 MiB 74 / 253, 256 KiB 26 / 32.
-_PIECE = 256 << 10
+# F(4x4) wants larger pieces: its GEMMs are smaller (36 per 16 outputs) and ran 15-20% faster
+# with 1 MiB than with 256 KiB (fwd+bwd 16->16 and 32->32 at 28x28, 3 alternated runs).
+_PIECE = {2: 256 << 10, 4: 1 << 20}
+
+# NOTE: F(4x4, 3x3) from a 28-pixel output side up, for any layer the channel rules above
+# admit (16 input channels, not widening). One thread, 64 images, float32, ms per pass
+# (F(2x2) / F(4x4)), 32->32 at 28x28: GEMMs 9.0 / 5.5 each, transforms in 4.9 / 4.7, out
+# 3.7 / 4.6, out-adjoint 3.6 / 3.6, in-adjoint 4.6 / 6.1; whole layer fwd+bwd, 2 threads,
+# batch 128, medians of 3-4 alternated runs: 32->32 at 28x28 46.9 -> 37.1 ms, 16->16 at 28x28
+# 27 (im2col, the F(2x2) rule) -> 16.1 ms. At 14x14 F(4x4) lost (64->64, one thread, all
+# passes: 47 vs 36 ms): 16 output rows computed per 14 and smaller GEMMs. Float32 error grows
+# about 10x (max relative 2-5e-6 against 3-5e-7, tests/functional/test_conv_winograd.py).
+MIN_SIDE_F4 = 28
 
 
-def use_winograd(x, weight, stride, padding, dilation, groups) -> bool:
-    """Whether ``Conv2d`` takes the Winograd path: NumPy arrays with the ``"numba"`` CPU kernels
-    active (the ``"numpy"`` reference stays on im2col), a 3x3 kernel, stride 1, no dilation, no
-    groups, float32/float64, at least ``MIN_IN_CHANNELS`` input channels and at most
-    ``MAX_WIDENING`` times as many output channels, an output of at least ``MIN_SIDE`` pixels
-    a side and ``MIN_CHANNELS_X_SIDE`` input channels times that side, and the batch's ``V``
-    within the im2col budget (larger batches take im2col's chunked path)."""
+def use_winograd(x, weight, stride, padding, dilation, groups) -> int:
+    """The output tile side (2 or 4, see ``winograd_tile``) when ``Conv2d`` takes the Winograd
+    path, else 0. It does for NumPy arrays with the ``"numba"`` CPU kernels active (the
+    ``"numpy"`` reference stays on im2col), a 3x3 kernel, stride 1, no dilation, no groups,
+    float32/float64, at least ``MIN_IN_CHANNELS`` input channels and at most ``MAX_WIDENING``
+    times as many output channels, and the batch's ``V`` within the im2col budget (larger
+    batches take im2col's chunked path); F(2x2) also needs an output of at least ``MIN_SIDE``
+    pixels a side and ``MIN_CHANNELS_X_SIDE`` input channels times that side."""
     if type(x) is not np.ndarray or x.dtype not in (np.float32, np.float64) or not len(x):
-        return False
+        return 0
     if weight.shape[2:] != (3, 3) or groups != 1 or stride != (1, 1) or dilation != (1, 1):
-        return False
+        return 0
     if x.shape[1] < MIN_IN_CHANNELS or weight.shape[0] > MAX_WIDENING * x.shape[1]:
-        return False
-    side = min(x.shape[2] + 2 * padding[0], x.shape[3] + 2 * padding[1]) - 2
-    if side < MIN_SIDE or x.shape[1] * side < MIN_CHANNELS_X_SIDE:
-        return False
-    if active_kernels() != "numba":
-        return False
+        return 0
     n, c, h, w = x.shape
-    tiles = tiles_per_image((h + 2 * padding[0] - 1) // 2, (w + 2 * padding[1] - 1) // 2)
-    if 16 * c * n * tiles * x.itemsize > get_im2col_budget():
-        return False
-    return "numba" in available_kernels()
+    oh, ow = h + 2 * padding[0] - 2, w + 2 * padding[1] - 2
+    tile = winograd_tile(oh, ow)
+    if tile == 2 and (min(oh, ow) < MIN_SIDE or c * min(oh, ow) < MIN_CHANNELS_X_SIDE):
+        return 0
+    if active_kernels() != "numba":
+        return 0
+    tiles = tiles_per_image(-(-oh // tile), -(-ow // tile))
+    if (tile + 2) ** 2 * c * n * tiles * x.itemsize > get_im2col_budget():
+        return 0
+    return tile if "numba" in available_kernels() else 0
 
 
-def _kernels():
-    from ..backend.kernels import numba_winograd
+def winograd_tile(oh: int, ow: int) -> int:
+    """F(4x4, 3x3) for outputs of at least ``MIN_SIDE_F4`` pixels a side, else F(2x2, 3x3)."""
+    return 4 if min(oh, ow) >= MIN_SIDE_F4 else 2
 
-    return numba_winograd
+
+def _kernels(tile):
+    from ..backend.kernels import numba_winograd, numba_winograd4
+
+    return numba_winograd if tile == 2 else numba_winograd4
 
 
-def _pieces(share, per_image: int):
+def _pieces(share, per_image: int, tile: int):
     start, stop = share
-    step = max(1, _PIECE // max(per_image, 1))
+    step = max(1, _PIECE[tile] // max(per_image, 1))
     return [(s, min(s + step, stop)) for s in range(start, stop, step)]
 
 
-def winograd_forward(ctx, x, weight, bias, padding):
-    """``conv2d`` of ``x`` by ``weight`` (3x3, stride 1) with ``padding``; keeps ``U`` and each
-    share's ``V`` on ``ctx`` for ``winograd_grads``."""
-    wk = _kernels()
+def winograd_forward(ctx, x, weight, bias, padding, tile=2):
+    """``conv2d`` of ``x`` by ``weight`` (3x3, stride 1) with ``padding`` by F(tile x tile,
+    3x3); keeps ``U`` and each share's ``V`` on ``ctx`` for ``winograd_grads``."""
+    wk = _kernels(tile)
     n, cin, h, w = x.shape
     cout = weight.shape[0]
     oh, ow = h + 2 * padding[0] - 2, w + 2 * padding[1] - 2
-    t = tiles_per_image((oh + 1) // 2, (ow + 1) // 2)
+    t = tiles_per_image(-(-oh // tile), -(-ow // tile))
     u = wk.weight_transform(weight)
     out = np.empty((n, cout, oh, ow), dtype=x.dtype)
-    per_image = 16 * cout * t * x.itemsize
+    per_image = len(u) * cout * t * x.itemsize
 
     def share(rows):
         v = wk.input_transform(x[rows[0] : rows[1]], padding)
-        for s, e in _pieces(rows, per_image):
+        for s, e in _pieces(rows, per_image, tile):
             vs = v[:, :, (s - rows[0]) * t : (e - rows[0]) * t]
             wk.output_transform(np.matmul(u, vs), e - s, oh, ow, bias, out=out[s:e])
         return v
 
     ctx.wino_shares = split(n, get_num_threads())
-    ctx.wino_u, ctx.wino_padding = u, padding
+    ctx.wino_u, ctx.wino_padding, ctx.wino_tile = u, padding, tile
     return out, parallel(share, ctx.wino_shares)
 
 
 def winograd_grads(ctx, x_shape, vs, grad, need_x, need_w):
     """``(dx, dW)`` from the upstream ``grad`` and the kept ``V`` of each share."""
-    wk = _kernels()
-    u, padding = ctx.wino_u, ctx.wino_padding
+    u, padding, tile = ctx.wino_u, ctx.wino_padding, ctx.wino_tile
+    wk = _kernels(tile)
     cin, cout = u.shape[2], u.shape[1]
-    t = tiles_per_image((grad.shape[2] + 1) // 2, (grad.shape[3] + 1) // 2)
+    t = tiles_per_image(-(-grad.shape[2] // tile), -(-grad.shape[3] // tile))
     gx = np.empty(x_shape, dtype=grad.dtype) if need_x else None
     ut = u.transpose(0, 2, 1)
-    per_image = 16 * (cin + cout) * t * grad.itemsize
+    per_image = len(u) * (cin + cout) * t * grad.itemsize
 
     def share(i):
         rows, du = ctx.wino_shares[i], None
-        for s, e in _pieces(rows, per_image):
+        for s, e in _pieces(rows, per_image, tile):
             dm = wk.output_transform_adjoint(grad[s:e])
             if need_w:
                 v = vs[i][:, :, (s - rows[0]) * t : (e - rows[0]) * t]

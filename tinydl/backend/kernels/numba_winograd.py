@@ -107,16 +107,6 @@ def _input_tf(x, ph, pw, th, tw, v):
                     v0[q] = v1[q] = v2[q] = v3[q] = 0
 
 
-def input_transform(x, padding):
-    """``x`` ``(N, C, H, W)`` -> ``V`` ``(16, C, N*TH*(TW + 1))``; see
-    ``winograd.input_transform``."""
-    n, c, h, w = x.shape
-    _, _, th, tw = tiles(h, w, padding)
-    v = np.empty((16, c, n * tiles_per_image(th, tw)), dtype=x.dtype)
-    _input_tf(np.ascontiguousarray(x), padding[0], padding[1], th, tw, v)
-    return v
-
-
 @njit(cache=True, nogil=True, inline="always")
 def _row_adj(a0, a1, a2, a3, b0, b1, b2, b3, even, odd):
     """``even = a0 - b0 + b1 + b2``, ``odd = a1 - a2 + a3 - b3`` over ``even``'s length: the
@@ -159,16 +149,6 @@ def _input_adj(dv, ph, pw, th, tw, dx):
             _from_phases(dp, ph, pw, r, dx[b, ci])
 
 
-def input_transform_adjoint(dv, x_shape, padding, out=None):
-    """``dV`` -> ``dX`` of ``x_shape``; see ``winograd.input_transform_adjoint``. ``dV``'s
-    unused tiles must be zero (as ``U^T @ dM`` makes them)."""
-    n, c, h, w = x_shape
-    _, _, th, tw = tiles(h, w, padding)
-    dx = np.empty(x_shape, dtype=dv.dtype) if out is None else out
-    _input_adj(np.ascontiguousarray(dv), padding[0], padding[1], th, tw, dx)
-    return dx
-
-
 @njit(cache=True, nogil=True)
 def _output_tf(m, th, tw, bias, has_bias, y):
     n, cout = y.shape[:2]
@@ -197,17 +177,6 @@ def _output_tf(m, th, tw, bias, has_bias, y):
                 y10[f] = d0[f] + d1[f] + d2[f] + bb
                 y11[f] = d1[f] - d2[f] - d3[f] + bb
             _from_phases(p4, 0, 0, r, y[b, co])
-
-
-def output_transform(m, n, oh, ow, bias=None, out=None):
-    """``M`` -> ``Y`` ``(N, C_out, OH, OW)`` plus ``bias``; see ``winograd.output_transform``.
-    ``out`` must be C-contiguous when given."""
-    cout = m.shape[1]
-    th, tw = (oh + 1) // 2, (ow + 1) // 2
-    y = np.empty((n, cout, oh, ow), dtype=m.dtype) if out is None else out
-    b = np.zeros(1, m.dtype) if bias is None else np.ascontiguousarray(bias, dtype=m.dtype)
-    _output_tf(m, th, tw, b, bias is not None, y)
-    return y
 
 
 @njit(cache=True, nogil=True)
@@ -245,11 +214,51 @@ def _output_adj(dy, th, tw, dm):
                     d3[f] = -c[f]
 
 
-def output_transform_adjoint(dy):
-    """``dY`` -> ``dM`` ``(16, C_out, N*TH*(TW + 1))``; see
-    ``winograd.output_transform_adjoint``."""
-    n, cout, oh, ow = dy.shape
-    th, tw = (oh + 1) // 2, (ow + 1) // 2
-    dm = np.empty((16, cout, n * tiles_per_image(th, tw)), dtype=dy.dtype)
-    _output_adj(np.ascontiguousarray(dy), th, tw, dm)
-    return dm
+def wrappers(tile, input_tf, input_adj, output_tf, output_adj):
+    """The Python entry points of one tile size's compiled transforms, with ``winograd``'s
+    signatures (``tile`` left out): ``(input_transform, input_transform_adjoint,
+    output_transform, output_transform_adjoint)``."""
+    a2 = (tile + 2) ** 2
+
+    def input_transform(x, padding):
+        """``x`` ``(N, C, H, W)`` -> ``V`` ``(a*a, C, N*TH*(TW + 1))``; see
+        ``winograd.input_transform``."""
+        n, c, h, w = x.shape
+        _, _, th, tw = tiles(h, w, padding, tile)
+        v = np.empty((a2, c, n * tiles_per_image(th, tw)), dtype=x.dtype)
+        input_tf(np.ascontiguousarray(x), padding[0], padding[1], th, tw, v)
+        return v
+
+    def input_transform_adjoint(dv, x_shape, padding, out=None):
+        """``dV`` -> ``dX`` of ``x_shape``; see ``winograd.input_transform_adjoint``. ``dV``'s
+        unused tiles must be zero (as ``U^T @ dM`` makes them)."""
+        n, c, h, w = x_shape
+        _, _, th, tw = tiles(h, w, padding, tile)
+        dx = np.empty(x_shape, dtype=dv.dtype) if out is None else out
+        input_adj(np.ascontiguousarray(dv), padding[0], padding[1], th, tw, dx)
+        return dx
+
+    def output_transform(m, n, oh, ow, bias=None, out=None):
+        """``M`` -> ``Y`` ``(N, C_out, OH, OW)`` plus ``bias``; see
+        ``winograd.output_transform``. ``out`` must be C-contiguous when given."""
+        cout = m.shape[1]
+        y = np.empty((n, cout, oh, ow), dtype=m.dtype) if out is None else out
+        b = np.zeros(1, m.dtype) if bias is None else np.ascontiguousarray(bias, dtype=m.dtype)
+        output_tf(m, -(-oh // tile), -(-ow // tile), b, bias is not None, y)
+        return y
+
+    def output_transform_adjoint(dy):
+        """``dY`` -> ``dM`` ``(a*a, C_out, N*TH*(TW + 1))``; see
+        ``winograd.output_transform_adjoint``."""
+        n, cout, oh, ow = dy.shape
+        th, tw = -(-oh // tile), -(-ow // tile)
+        dm = np.empty((a2, cout, n * tiles_per_image(th, tw)), dtype=dy.dtype)
+        output_adj(np.ascontiguousarray(dy), th, tw, dm)
+        return dm
+
+    return input_transform, input_transform_adjoint, output_transform, output_transform_adjoint
+
+
+input_transform, input_transform_adjoint, output_transform, output_transform_adjoint = wrappers(
+    2, _input_tf, _input_adj, _output_tf, _output_adj
+)
