@@ -40,34 +40,38 @@ def _to_phases(plane, ph, pw, r, ph4):
     ``a = i % 2``, ``b = j % 2`` (padded coordinates). Other entries are left as they are: the
     callers' buffers start zeroed and only ever receive the same positions."""
     h, w = plane.shape
+    half = w // 2  # column pairs (2k, 2k + 1): one loop of two unit-stride stores
     for i in range(h):
         ip = i + ph
-        o = (ip // 2) * r
-        even, odd = ph4[2 * (ip % 2)], ph4[2 * (ip % 2) + 1]
+        o, base = (ip // 2) * r, 2 * (ip % 2)
         row = plane[i]
-        j0 = pw % 2  # the first column landing on an even padded column
-        for k in range((w - j0 + 1) // 2):
-            even[o + (j0 + 2 * k + pw) // 2] = row[j0 + 2 * k]
-        j1 = 1 - j0
-        for k in range((w - j1 + 1) // 2):
-            odd[o + (j1 + 2 * k + pw) // 2] = row[j1 + 2 * k]
+        a = ph4[base + pw % 2, o + pw // 2 : o + pw // 2 + half]
+        b = ph4[base + (pw + 1) % 2, o + (pw + 1) // 2 : o + (pw + 1) // 2 + half]
+        for k in range(half):
+            a[k] = row[2 * k]
+            b[k] = row[2 * k + 1]
+        if w % 2:
+            jp = w - 1 + pw
+            ph4[base + jp % 2, o + jp // 2] = row[w - 1]
 
 
 @njit(cache=True, nogil=True)
 def _from_phases(ph4, ph, pw, r, plane):
     """The inverse gather of ``_to_phases``: ``plane[i, j] = ph4[…]`` for every pixel."""
     h, w = plane.shape
+    half = w // 2
     for i in range(h):
         ip = i + ph
-        o = (ip // 2) * r
-        even, odd = ph4[2 * (ip % 2)], ph4[2 * (ip % 2) + 1]
+        o, base = (ip // 2) * r, 2 * (ip % 2)
         row = plane[i]
-        j0 = pw % 2
-        for k in range((w - j0 + 1) // 2):
-            row[j0 + 2 * k] = even[o + (j0 + 2 * k + pw) // 2]
-        j1 = 1 - j0
-        for k in range((w - j1 + 1) // 2):
-            row[j1 + 2 * k] = odd[o + (j1 + 2 * k + pw) // 2]
+        a = ph4[base + pw % 2, o + pw // 2 : o + pw // 2 + half]
+        b = ph4[base + (pw + 1) % 2, o + (pw + 1) // 2 : o + (pw + 1) // 2 + half]
+        for k in range(half):
+            row[2 * k] = a[k]
+            row[2 * k + 1] = b[k]
+        if w % 2:
+            jp = w - 1 + pw
+            row[w - 1] = ph4[base + jp % 2, o + jp // 2]
 
 
 @njit(cache=True, nogil=True)
@@ -159,7 +163,7 @@ def _output_tf(m, th, tw, bias, has_bias, y):
     for b in range(n):
         t0 = b * f_all
         for co in range(cout):
-            bb = bias[co] if has_bias else bias[0] * 0
+            bb = bias[co if has_bias else 0]  # bias is [0] then: an int 0 would promote to float64
             y00, y01, y10, y11 = p4[0, :f_all], p4[1, :f_all], p4[2, :f_all], p4[3, :f_all]
             for j in range(4):  # A^T down the columns: s[j] = rows 0 + 1 + 2, d[j] = 1 - 2 - 3
                 m0, m1 = m[j, co, t0 : t0 + f_all], m[4 + j, co, t0 : t0 + f_all]

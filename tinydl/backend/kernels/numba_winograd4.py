@@ -96,38 +96,53 @@ def _a6(g0, g1, g2, g3):
     return g0, e + o, e - o, e4 + o2, e4 - o2, g3
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _phase_rows(phases, base, o, pw, quarter):
+    """The four phase rows that columns ``4k + q`` (``q`` = 0..3) of one plane row land in,
+    cut to ``quarter`` entries from the first."""
+    a0, a1, a2, a3 = o + pw // 4, o + (pw + 1) // 4, o + (pw + 2) // 4, o + (pw + 3) // 4
+    return (
+        phases[base + pw % 4, a0 : a0 + quarter],
+        phases[base + (pw + 1) % 4, a1 : a1 + quarter],
+        phases[base + (pw + 2) % 4, a2 : a2 + quarter],
+        phases[base + (pw + 3) % 4, a3 : a3 + quarter],
+    )
+
+
 @njit(cache=True, nogil=True)
 def _to_phases(plane, ph, pw, r, out):
     """``out[4*(i % 4) + j % 4, (i//4)*R + j//4] = plane[i - ph, j - pw]`` in padded
     coordinates ``(i, j)``. Other entries are left as they are: the callers' buffers start
     zeroed and only ever receive the same positions."""
     h, w = plane.shape
+    quarter = w // 4  # columns (4k .. 4k + 3): one loop of four unit-stride stores
     for i in range(h):
         ip = i + ph
         o, base = (ip // 4) * r, 4 * (ip % 4)
         row = plane[i]
-        for q in range(4):
-            dst = out[base + q]
-            j0 = (q - pw) % 4  # the first column landing on padded column q (mod 4)
-            o0 = o + (j0 + pw) // 4
-            for k in range((w - j0 + 3) // 4):
-                dst[o0 + k] = row[j0 + 4 * k]
+        s0, s1, s2, s3 = _phase_rows(out, base, o, pw, quarter)
+        for k in range(quarter):
+            s0[k], s1[k], s2[k], s3[k] = row[4 * k], row[4 * k + 1], row[4 * k + 2], row[4 * k + 3]
+        for j in range(4 * quarter, w):
+            jp = j + pw
+            out[base + jp % 4, o + jp // 4] = row[j]
 
 
 @njit(cache=True, nogil=True)
 def _from_phases(phases, ph, pw, r, plane):
     """The inverse gather of ``_to_phases``: ``plane[i, j] = phases[…]`` for every pixel."""
     h, w = plane.shape
+    quarter = w // 4
     for i in range(h):
         ip = i + ph
         o, base = (ip // 4) * r, 4 * (ip % 4)
         row = plane[i]
-        for q in range(4):
-            src = phases[base + q]
-            j0 = (q - pw) % 4
-            o0 = o + (j0 + pw) // 4
-            for k in range((w - j0 + 3) // 4):
-                row[j0 + 4 * k] = src[o0 + k]
+        s0, s1, s2, s3 = _phase_rows(phases, base, o, pw, quarter)
+        for k in range(quarter):
+            row[4 * k], row[4 * k + 1], row[4 * k + 2], row[4 * k + 3] = s0[k], s1[k], s2[k], s3[k]
+        for j in range(4 * quarter, w):
+            jp = j + pw
+            row[j] = phases[base + jp % 4, o + jp // 4]
 
 
 @njit(cache=True, nogil=True)
@@ -196,7 +211,7 @@ def _input_adj(dv, ph, pw, th, tw, dx):
                 for f in range(f_all):
                     z = _b6(v0[f], v1[f], v2[f], v3[f], v4[f], v5[f])
                     q0[f], q1[f], q2[f], q3[f], q4[f], q5[f] = z
-                _shift_add(q, 1, g, de[4 * k : 4 * k + 4])
+                _shift_add(q, 1, g, de[4 * k], de[4 * k + 1], de[4 * k + 2], de[4 * k + 3])
             q[:, :] = 0
             q0, q1, q2 = q[0, r : r + g], q[1, r : r + g], q[2, r : r + g]
             q3, q4, q5 = q[3, r : r + g], q[4, r : r + g], q[5, r : r + g]
@@ -212,15 +227,15 @@ def _input_adj(dv, ph, pw, th, tw, dx):
                 for f in range(g):
                     z = _b6(e0[f], e1[f], e2[f], e3[f], e4[f], e5[f])
                     q0[f], q1[f], q2[f], q3[f], q4[f], q5[f] = z
-                _shift_add(q, r, size, dp[pb::4])
+                _shift_add(q, r, size, dp[pb], dp[4 + pb], dp[8 + pb], dp[12 + pb])
             _from_phases(dp, ph, pw, r, dx[b, ci])
 
 
 @njit(cache=True, nogil=True)
-def _shift_add(q, s, count, out):
-    """``out[i, f] = q[i, s + f] + q[i + 4, f]`` for ``i < 2``, ``q[i, s + f]`` for ``i >= 2``:
-    ``B``'s outputs 4 and 5 land on phases 0 and 1 one step (``s``) further on."""
-    o0, o1, o2, o3 = out[0, :count], out[1, :count], out[2, :count], out[3, :count]
+def _shift_add(q, s, count, o0, o1, o2, o3):
+    """``o_i[f] = q[i, s + f] + q[i + 4, f]`` for ``i < 2``, ``q[i, s + f]`` for ``i >= 2``:
+    ``B``'s outputs 4 and 5 land on phases 0 and 1 one step (``s``) further on. (Rows, not a
+    strided 2-D view: the loop vectorizes on unit-stride rows only.)"""
     a0, a1, a2, a3 = (
         q[0, s : s + count],
         q[1, s : s + count],
@@ -245,7 +260,7 @@ def _output_tf(m, th, tw, bias, has_bias, y):
     for b in range(n):
         t0 = b * f_all
         for co in range(cout):
-            bb = bias[co] if has_bias else bias[0] * 0
+            bb = bias[co if has_bias else 0]  # bias is [0] then: an int 0 would promote to float64
             for j in range(6):
                 m0, m1 = m[j, co, t0 : t0 + f_all], m[6 + j, co, t0 : t0 + f_all]
                 m2, m3 = m[12 + j, co, t0 : t0 + f_all], m[18 + j, co, t0 : t0 + f_all]
