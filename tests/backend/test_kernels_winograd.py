@@ -1,5 +1,5 @@
-"""Winograd F(2x2, 3x3) transforms: the NumPy reference composes to a convolution and its
-gradients, and the Numba kernels match the reference."""
+"""Winograd F(2x2, 3x3) and F(4x4, 3x3) transforms: the NumPy reference composes to a
+convolution and its gradients, and the Numba kernels match the reference."""
 
 import numpy as np
 import pytest
@@ -155,6 +155,25 @@ def test_a_non_finite_input_spoils_its_receptive_field(tile, bad, at):
         for tx in range(max(0, (j - 5 + 3) // 4), j // 4 + 1):
             reach[4 * ty : 4 * ty + 4, 4 * tx : 4 * tx + 4] = True
     assert not (spoiled[0, 0] & ~reach).any()
+
+
+@pytest.mark.parametrize("tile", [2, 4])
+def test_numba_transforms_refuse_arrays_of_the_wrong_shape(tile):
+    """The compiled loops do not check bounds: the wrappers do, naming the op and shapes."""
+    nb, other = KERNELS[tile], KERNELS[6 - tile]
+    x = np.zeros((2, 3, 8, 8))
+    m = other.output_transform_adjoint(x)  # the other tile size's M
+    with pytest.raises(ValueError, match=r"output_transform: M must have shape"):
+        nb.output_transform(m, 2, 8, 8)
+    with pytest.raises(ValueError, match=r"output_transform: out must have shape"):
+        nb.output_transform(nb.output_transform_adjoint(x), 2, 8, 8, out=np.zeros((2, 3, 8, 7)))
+    with pytest.raises(ValueError, match=r"output_transform: bias must have shape \(3,\)"):
+        nb.output_transform(nb.output_transform_adjoint(x), 2, 8, 8, bias=np.zeros(4))
+    with pytest.raises(ValueError, match=r"input_transform_adjoint: dV must have shape"):
+        nb.input_transform_adjoint(other.input_transform(x, (1, 1)), x.shape, (1, 1))
+    v = nb.input_transform(x, (1, 1))
+    with pytest.raises(ValueError, match=r"input_transform_adjoint: out must have shape"):
+        nb.input_transform_adjoint(v, x.shape, (1, 1), out=np.zeros((2, 3, 8, 9)))
 
 
 def test_tiles_refuses_a_kernel_larger_than_the_padded_input():

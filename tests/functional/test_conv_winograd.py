@@ -18,8 +18,8 @@ pytest.importorskip("tinydl.backend.kernels.numba_winograd", reason="Numba is no
 
 # float32: measured max |winograd - im2col| / max |im2col| up to 9e-7 on these sizes with
 # F(2x2) (the transforms add up to 9 terms before and after the GEMM), a few 1e-6 with F(4x4)
-# (its B and A scale by up to 8); float64 about 1e-15.
-TOLERANCE = {np.float64: 1e-10, np.float32: 3e-5}
+# (its B and A scale by up to 8); float64 about 1e-15. Keyed by (dtype, tile).
+TOLERANCE = {np.float64: {2: 1e-10, 4: 1e-10}, np.float32: {2: 1e-5, 4: 3e-5}}
 
 
 def _run(kernel, x, w, b, padding, dy, create_graph=False):
@@ -33,11 +33,11 @@ def _run(kernel, x, w, b, padding, dy, create_graph=False):
         return [y.detach().numpy()] + [g.numpy() for g in grads]
 
 
-def _compare(got, want, dtype):
+def _compare(got, want, dtype, tile):
     for g, r in zip(got, want, strict=True):
         assert g.dtype == dtype
         scale = max(float(np.abs(r).max()), 1e-30)
-        assert float(np.abs(g - r).max()) / scale <= TOLERANCE[dtype]
+        assert float(np.abs(g - r).max()) / scale <= TOLERANCE[dtype][tile]
 
 
 @st.composite
@@ -49,12 +49,13 @@ def conv_cases(draw):
     return (n, cin, cout, h, w), padding, dtype, draw(st.booleans())
 
 
-def _any_channels(tile=2):
+def _any_channels(tile=2, pieces=None):
     """Winograd F(tile x tile) for every channel count and size, so that small hypothesis
-    shapes take it too."""
+    shapes take it too; ``pieces``: bytes per piece of a share (1: an image a piece)."""
+    extra = {} if pieces is None else {"_PIECE": {2: pieces, 4: pieces}}
     return mock.patch.multiple(
         conv_winograd, MIN_IN_CHANNELS=1, MAX_WIDENING=float("inf"), MIN_CHANNELS_X_SIDE=1,
-        MIN_SIDE=1, MIN_SIDE_F4=1 if tile == 4 else 10**9,
+        MIN_SIDE=1, MIN_SIDE_F4=1 if tile == 4 else 10**9, **extra,
     )
 
 
@@ -63,9 +64,12 @@ def _counting():
 
 
 @pytest.mark.parametrize("tile", [2, 4])
-@given(case=conv_cases(), threads=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
-def test_winograd_matches_the_im2col_reference(tile, case, threads, seed):
-    """1-3 worker threads: one share of the batch each."""
+@given(
+    case=conv_cases(), threads=st.integers(1, 3), pieces=st.sampled_from([None, 1]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_winograd_matches_the_im2col_reference(tile, case, threads, pieces, seed):
+    """1-3 worker threads: one share of the batch each, in one piece or an image a piece."""
     (n, cin, cout, h, w), padding, dtype, bias = case
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, cin, h, w)).astype(dtype)
@@ -76,7 +80,7 @@ def test_winograd_matches_the_im2col_reference(tile, case, threads, seed):
     before = td.get_num_threads()
     td.set_num_threads(threads)
     try:
-        with _any_channels(tile), _counting() as spy:
+        with _any_channels(tile, pieces), _counting() as spy:
             got = _run("numba", x, wt, b, padding, dy)
     finally:
         td.set_num_threads(before)
@@ -84,7 +88,7 @@ def test_winograd_matches_the_im2col_reference(tile, case, threads, seed):
     with _counting() as spy:
         want = _run("numpy", x, wt, b, padding, dy)
     assert spy.call_count == 0
-    _compare(got, want, dtype)
+    _compare(got, want, dtype, tile)
 
 
 @pytest.mark.parametrize("tile, bound", [(2, 2e-6), (4, 1e-5)])
@@ -142,14 +146,17 @@ def test_wide_enough_layers_take_winograd(shape, tile):
     assert spy.call_count == 1 and spy.call_args.args[-1] == tile
 
 
-def test_a_batch_over_the_im2col_budget_stays_on_the_chunked_path():
+@pytest.mark.parametrize("tile, v_bytes", [(2, 16 * 16 * 4 * 20 * 4), (4, 36 * 16 * 4 * 6 * 4)])
+def test_a_batch_over_the_im2col_budget_stays_on_the_chunked_path(tile, v_bytes):
+    """``v_bytes``, 4 images' V in float32: F(2x2) 16 planes x 16 channels x 4 rows of 4 (+1
+    unused) tiles; F(4x4) 36 planes x 16 channels x 2 rows of 2 (+1) tiles."""
     x = td.tensor(np.ones((4, 16, 8, 8), np.float32))
     w = td.tensor(np.ones((4, 16, 3, 3), np.float32))
-    with kernels.use_kernels("numba"), _any_channels(), _counting() as spy:
-        F.conv2d(x, w, padding=1)
-        assert spy.call_count == 1
-        # one byte under 4 images' V: 16 planes x 16 channels x 4 rows of 4 (+1 unused) tiles
-        with kernels.im2col_budget(16 * 16 * 4 * 20 * 4 - 1):
+    with kernels.use_kernels("numba"), _any_channels(tile), _counting() as spy:
+        with kernels.im2col_budget(v_bytes):
+            F.conv2d(x, w, padding=1)
+        assert spy.call_count == 1 and spy.call_args.args[-1] == tile
+        with kernels.im2col_budget(v_bytes - 1):
             F.conv2d(x, w, padding=1)
     assert spy.call_count == 1
 

@@ -48,8 +48,9 @@ MIN_SIDE = 14  # output pixels along the shorter side: below it the unused tiles
 # the GEMM and the transform. Measured on the MnistCNN layers, one thread, 64 images, float32
 # (medians of 9 alternated rounds, fwd / bwd): 8 MiB 180 / 166 ms at 32->32 28x28, 1 MiB 35 /
 # 54, 256 KiB 30 / 45, 128 KiB 36 / 38; at 64->64 14x14 8 MiB 74 / 253, 256 KiB 26 / 32.
-# F(4x4) wants larger pieces: its GEMMs are smaller (36 per 16 outputs) and ran 15-20% faster
-# with 1 MiB than with 256 KiB (fwd+bwd 16->16 and 32->32 at 28x28, 3 alternated runs).
+# F(4x4) wants larger pieces, past the L2: its GEMMs are smaller (36 per 16 outputs) and ran
+# 15-20% faster with 1 MiB of M than with 256 KiB (fwd+bwd 16->16 and 32->32 at 28x28, 3
+# alternated runs).
 _PIECE = {2: 256 << 10, 4: 1 << 20}
 
 # NOTE: F(4x4, 3x3) from a 28-pixel output side up, for any layer the channel rules above

@@ -218,6 +218,12 @@ def _output_adj(dy, th, tw, dm):
                     d3[f] = -c[f]
 
 
+def _expect(op, what, array, shape):
+    """The compiled loops do not check bounds: a wrong shape must stop here, not write past."""
+    if array.shape != tuple(shape):
+        raise ValueError(f"winograd {op}: {what} must have shape {tuple(shape)}, got {array.shape}")
+
+
 def wrappers(tile, input_tf, input_adj, output_tf, output_adj):
     """The Python entry points of one tile size's compiled transforms, with ``winograd``'s
     signatures (``tile`` left out): ``(input_transform, input_transform_adjoint,
@@ -238,16 +244,23 @@ def wrappers(tile, input_tf, input_adj, output_tf, output_adj):
         unused tiles must be zero (as ``U^T @ dM`` makes them)."""
         n, c, h, w = x_shape
         _, _, th, tw = tiles(h, w, padding, tile)
+        _expect("input_transform_adjoint", "dV", dv, (a2, c, n * tiles_per_image(th, tw)))
         dx = np.empty(x_shape, dtype=dv.dtype) if out is None else out
+        _expect("input_transform_adjoint", "out", dx, x_shape)
         input_adj(np.ascontiguousarray(dv), padding[0], padding[1], th, tw, dx)
         return dx
 
     def output_transform(m, n, oh, ow, bias=None, out=None):
         """``M`` -> ``Y`` ``(N, C_out, OH, OW)`` plus ``bias``; see
-        ``winograd.output_transform``. ``out`` must be C-contiguous when given."""
+        ``winograd.output_transform``. ``out``: any writable array of the output's shape."""
         cout = m.shape[1]
+        th, tw = -(-oh // tile), -(-ow // tile)
+        _expect("output_transform", "M", m, (a2, cout, n * tiles_per_image(th, tw)))
         y = np.empty((n, cout, oh, ow), dtype=m.dtype) if out is None else out
+        _expect("output_transform", "out", y, (n, cout, oh, ow))
         b = np.zeros(1, m.dtype) if bias is None else np.ascontiguousarray(bias, dtype=m.dtype)
+        if bias is not None:
+            _expect("output_transform", "bias", b, (cout,))
         output_tf(m, -(-oh // tile), -(-ow // tile), b, bias is not None, y)
         return y
 

@@ -7,8 +7,10 @@ rows of ``R = TW + 1`` each, flat), so tile ``(ty, tx)``'s rows 0-3 are phases a
 ``f = ty*R + tx`` and rows 4-5 the first two phases at ``f + R`` (columns likewise at ``f`` and
 ``f + 1``). Every transform is then a few long unit-stride loops over ``f`` that LLVM
 vectorizes. The 6-point transforms are written out (``_bt6`` and friends) so that no zero of
-``B`` or ``A`` multiplies a value: a NaN or inf reaches exactly the outputs whose window holds
-it. Serial (``nogil``): the convolution calls them from its worker threads.
+``B`` or ``A`` multiplies a value: a NaN or inf reaches every output whose window holds it and
+can reach other outputs of the 4x4 output tiles whose 6x6 input holds it (F(4x4)'s ``B`` has
+few zeros to keep it out), nothing beyond. Serial (``nogil``): the convolution calls them from
+its worker threads.
 """
 
 from __future__ import annotations

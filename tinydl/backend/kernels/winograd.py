@@ -115,6 +115,11 @@ def _rows_cut(v, lead, n, th, tw):
     return v.reshape(*lead, n, th, tw + 1)[..., :tw]
 
 
+# NOTE: the weight transforms round G to the weights' dtype. In float64 with one rounding at
+# the end they measured no better (F(4x4) float32 error 2-5e-6 of the largest value either way:
+# the input and output transforms dominate it).
+
+
 def weight_transform(weight, tile=2):
     """``weight`` ``(C_out, C_in, 3, 3)`` -> ``U`` ``(a*a, C_out, C_in)``, ``U = G W G^T``."""
     _, g, _ = _matrices(tile, weight.dtype)
