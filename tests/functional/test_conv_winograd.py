@@ -52,7 +52,7 @@ def conv_cases(draw):
 def _any_channels(tile=2, pieces=None):
     """Winograd F(tile x tile) for every channel count and size, so that small hypothesis
     shapes take it too; ``pieces``: bytes per piece of a share (1: an image a piece)."""
-    extra = {} if pieces is None else {"_PIECE": {2: pieces, 4: pieces}}
+    extra = {} if pieces is None else {"_PIECE": pieces}
     return mock.patch.multiple(
         conv_winograd, MIN_IN_CHANNELS=1, MAX_WIDENING=float("inf"), MIN_CHANNELS_X_SIDE=1,
         MIN_SIDE=1, MIN_SIDE_F4=1 if tile == 4 else 10**9, **extra,

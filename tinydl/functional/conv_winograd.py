@@ -44,14 +44,18 @@ MAX_WIDENING = 1  # C_out / C_in
 MIN_CHANNELS_X_SIDE = 32 * 28
 MIN_SIDE = 14  # output pixels along the shorter side: below it the unused tiles cost too much
 
-# NOTE: bytes of M (and dV) per piece of a share, so that they stay in the 1 MiB L2 between
-# the GEMM and the transform. Measured on the MnistCNN layers, one thread, 64 images, float32
-# (medians of 9 alternated rounds, fwd / bwd): 8 MiB 180 / 166 ms at 32->32 28x28, 1 MiB 35 /
-# 54, 256 KiB 30 / 45, 128 KiB 36 / 38; at 64->64 14x14 8 MiB 74 / 253, 256 KiB 26 / 32.
-# F(4x4) wants larger pieces, past the L2: its GEMMs are smaller (36 per 16 outputs) and ran
-# 15-20% faster with 1 MiB of M than with 256 KiB (fwd+bwd 16->16 and 32->32 at 28x28, 3
-# alternated runs).
-_PIECE = {2: 256 << 10, 4: 1 << 20}
+# NOTE: bytes of M (and dV) per piece of a share, so that they stay in cache between the GEMM
+# and the transform. Measured on the MnistCNN layers, one thread, 64 images, float32 (medians
+# of 9 alternated rounds, fwd / bwd): 8 MiB 180 / 166 ms at 32->32 28x28, 1 MiB 35 / 54,
+# 256 KiB 30 / 45, 128 KiB 36 / 38; at 64->64 14x14 8 MiB 74 / 253, 256 KiB 26 / 32. Once the
+# transforms vectorized, the GEMMs' width (N = 56 tiles an image at 64->64 14x14) mattered
+# more: fwd+bwd of 64->64 at 14x14, 2 threads, batch 128, 6 alternated pairs: 256 KiB 37-56 ms
+# (median 52), 1 MiB 35-50 (40), faster in 5 pairs of 6; 2 MiB against 1 MiB slower in 4 of 6.
+# (One thread alone gained up to 4 MiB, 23-26 against 34-38 ms: with two shares the larger
+# pieces stop paying, presumably in the shared cache.) F(4x4) ran 15-20% faster with 1 MiB of
+# M than with 256 KiB (fwd+bwd 16->16 and 32->32 at 28x28, 3 alternated runs), the same with
+# 2-4 MiB on one thread.
+_PIECE = 1 << 20
 
 # NOTE: F(4x4, 3x3) from a 28-pixel output side up, for any layer the channel rules above
 # admit (16 input channels, not widening). One thread, 64 images, float32, ms per pass
@@ -102,9 +106,9 @@ def _kernels(tile):
     return numba_winograd if tile == 2 else numba_winograd4
 
 
-def _pieces(share, per_image: int, tile: int):
+def _pieces(share, per_image: int):
     start, stop = share
-    step = max(1, _PIECE[tile] // max(per_image, 1))
+    step = max(1, _PIECE // max(per_image, 1))
     return [(s, min(s + step, stop)) for s in range(start, stop, step)]
 
 
@@ -122,7 +126,7 @@ def winograd_forward(ctx, x, weight, bias, padding, tile=2):
 
     def share(rows):
         v = wk.input_transform(x[rows[0] : rows[1]], padding)
-        for s, e in _pieces(rows, per_image, tile):
+        for s, e in _pieces(rows, per_image):
             vs = v[:, :, (s - rows[0]) * t : (e - rows[0]) * t]
             wk.output_transform(np.matmul(u, vs), e - s, oh, ow, bias, out=out[s:e])
         return v
@@ -144,7 +148,7 @@ def winograd_grads(ctx, x_shape, vs, grad, need_x, need_w):
 
     def share(i):
         rows, du = ctx.wino_shares[i], None
-        for s, e in _pieces(rows, per_image, tile):
+        for s, e in _pieces(rows, per_image):
             dm = wk.output_transform_adjoint(grad[s:e])
             if need_w:
                 v = vs[i][:, :, (s - rows[0]) * t : (e - rows[0]) * t]
