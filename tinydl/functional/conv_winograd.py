@@ -59,11 +59,12 @@ _PIECE = 1 << 20
 
 # NOTE: F(4x4, 3x3) from a 28-pixel output side up, for any layer the channel rules above
 # admit (16 input channels, not widening). One thread, 64 images, float32, ms per pass
-# (F(2x2) / F(4x4)), 32->32 at 28x28: GEMMs 9.0 / 5.5 each, transforms in 4.9 / 4.7, out
-# 3.7 / 4.6, out-adjoint 3.6 / 3.6, in-adjoint 4.6 / 6.1; whole layer fwd+bwd, 2 threads,
-# batch 128, medians of 3-4 alternated runs: 32->32 at 28x28 46.9 -> 37.1 ms, 16->16 at 28x28
-# 27 (im2col, the F(2x2) rule) -> 16.1 ms. At 14x14 F(4x4) lost (64->64, one thread, all
-# passes: 47 vs 36 ms): 16 output rows computed per 14 and smaller GEMMs. Float32 error grows
+# (F(2x2) / F(4x4)), 32->32 at 28x28, with the vectorized transforms: GEMMs 9.1-9.6 / 5.3-5.4
+# each, transforms in 3.8 / 4.3, out 2.7 / 2.7, out-adjoint 3.3 / 3.3, in-adjoint 3.2 / 5.6;
+# all passes 41 / 32. Whole layer fwd+bwd, 2 threads, batch 128, medians of 3-4 alternated
+# runs (before that fix): 32->32 at 28x28 46.9 -> 37.1 ms, 16->16 at 28x28 27 (im2col, the
+# F(2x2) rule) -> 16.1 ms. At 14x14 F(4x4) lost (64->64, fwd+bwd, 2 threads, medians of 5
+# alternated runs: 61.3 vs 52.7 ms): 16 output rows computed per 14 and smaller GEMMs. Float32 error grows
 # about 10x (max relative 2-5e-6 against 3-5e-7, tests/functional/test_conv_winograd.py).
 MIN_SIDE_F4 = 28
 

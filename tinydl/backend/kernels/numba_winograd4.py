@@ -99,6 +99,34 @@ def _a6(g0, g1, g2, g3):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _six(a, first, step):
+    """Rows ``first + step*l`` (``l`` = 0..5) of the 2-D ``a``: one 6-point transform's
+    operands or results."""
+    return (
+        a[first],
+        a[first + step],
+        a[first + 2 * step],
+        a[first + 3 * step],
+        a[first + 4 * step],
+        a[first + 5 * step],
+    )
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _six_planes(a, first, step, ch, t0, count):
+    """``a[first + step*l, ch, t0 : t0 + count]`` for ``l`` = 0..5: six planes of ``V`` or
+    ``M`` (``(36, C, T)``) for one image and channel."""
+    return (
+        a[first, ch, t0 : t0 + count],
+        a[first + step, ch, t0 : t0 + count],
+        a[first + 2 * step, ch, t0 : t0 + count],
+        a[first + 3 * step, ch, t0 : t0 + count],
+        a[first + 4 * step, ch, t0 : t0 + count],
+        a[first + 5 * step, ch, t0 : t0 + count],
+    )
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _phase_rows(phases, base, o, pw, quarter):
     """The four phase rows that columns ``4k + q`` (``q`` = 0..3) of one plane row land in,
     cut to ``quarter`` entries from the first."""
@@ -162,14 +190,7 @@ def _input_tf(x, ph, pw, th, tw, v):
             for pb in range(4):  # tile rows 0-3 = row phases at f, rows 4-5 = phases 0-1 at f+R
                 d0, d1, d2, d3 = p[pb, :g], p[4 + pb, :g], p[8 + pb, :g], p[12 + pb, :g]
                 d4, d5 = p[pb, r : r + g], p[4 + pb, r : r + g]
-                e0, e1, e2, e3, e4, e5 = (
-                    e[pb],
-                    e[4 + pb],
-                    e[8 + pb],
-                    e[12 + pb],
-                    e[16 + pb],
-                    e[20 + pb],
-                )
+                e0, e1, e2, e3, e4, e5 = _six(e, pb, 4)
                 for f in range(g):
                     z = _bt6(d0[f], d1[f], d2[f], d3[f], d4[f], d5[f])
                     e0[f], e1[f], e2[f], e3[f], e4[f], e5[f] = z
@@ -177,9 +198,7 @@ def _input_tf(x, ph, pw, th, tw, v):
                 c0, c1 = e[4 * k, :f_all], e[4 * k + 1, :f_all]
                 c2, c3 = e[4 * k + 2, :f_all], e[4 * k + 3, :f_all]
                 c4, c5 = e[4 * k, 1:], e[4 * k + 1, 1:]
-                v0, v1 = v[6 * k, ci, t0 : t0 + f_all], v[6 * k + 1, ci, t0 : t0 + f_all]
-                v2, v3 = v[6 * k + 2, ci, t0 : t0 + f_all], v[6 * k + 3, ci, t0 : t0 + f_all]
-                v4, v5 = v[6 * k + 4, ci, t0 : t0 + f_all], v[6 * k + 5, ci, t0 : t0 + f_all]
+                v0, v1, v2, v3, v4, v5 = _six_planes(v, 6 * k, 1, ci, t0, f_all)
                 for f in range(f_all):
                     z = _bt6(c0[f], c1[f], c2[f], c3[f], c4[f], c5[f])
                     v0[f], v1[f], v2[f], v3[f], v4[f], v5[f] = z
@@ -207,9 +226,7 @@ def _input_adj(dv, ph, pw, th, tw, dx):
             q0, q1, q2 = q[0, 1:g], q[1, 1:g], q[2, 1:g]
             q3, q4, q5 = q[3, 1:g], q[4, 1:g], q[5, 1:g]
             for k in range(6):  # the adjoint of the row pass
-                v0, v1 = dv[6 * k, ci, t0 : t0 + f_all], dv[6 * k + 1, ci, t0 : t0 + f_all]
-                v2, v3 = dv[6 * k + 2, ci, t0 : t0 + f_all], dv[6 * k + 3, ci, t0 : t0 + f_all]
-                v4, v5 = dv[6 * k + 4, ci, t0 : t0 + f_all], dv[6 * k + 5, ci, t0 : t0 + f_all]
+                v0, v1, v2, v3, v4, v5 = _six_planes(dv, 6 * k, 1, ci, t0, f_all)
                 for f in range(f_all):
                     z = _b6(v0[f], v1[f], v2[f], v3[f], v4[f], v5[f])
                     q0[f], q1[f], q2[f], q3[f], q4[f], q5[f] = z
@@ -218,14 +235,7 @@ def _input_adj(dv, ph, pw, th, tw, dx):
             q0, q1, q2 = q[0, r : r + g], q[1, r : r + g], q[2, r : r + g]
             q3, q4, q5 = q[3, r : r + g], q[4, r : r + g], q[5, r : r + g]
             for pb in range(4):  # the adjoint of the column pass, shifted by R
-                e0, e1, e2, e3, e4, e5 = (
-                    de[pb],
-                    de[4 + pb],
-                    de[8 + pb],
-                    de[12 + pb],
-                    de[16 + pb],
-                    de[20 + pb],
-                )
+                e0, e1, e2, e3, e4, e5 = _six(de, pb, 4)
                 for f in range(g):
                     z = _b6(e0[f], e1[f], e2[f], e3[f], e4[f], e5[f])
                     q0[f], q1[f], q2[f], q3[f], q4[f], q5[f] = z
@@ -264,15 +274,12 @@ def _output_tf(m, th, tw, bias, has_bias, y):
         for co in range(cout):
             bb = bias[co if has_bias else 0]  # bias is [0] then: an int 0 would promote to float64
             for j in range(6):
-                m0, m1 = m[j, co, t0 : t0 + f_all], m[6 + j, co, t0 : t0 + f_all]
-                m2, m3 = m[12 + j, co, t0 : t0 + f_all], m[18 + j, co, t0 : t0 + f_all]
-                m4, m5 = m[24 + j, co, t0 : t0 + f_all], m[30 + j, co, t0 : t0 + f_all]
+                m0, m1, m2, m3, m4, m5 = _six_planes(m, j, 6, co, t0, f_all)
                 s0, s1, s2, s3 = s[j], s[6 + j], s[12 + j], s[18 + j]
                 for f in range(f_all):
                     s0[f], s1[f], s2[f], s3[f] = _at6(m0[f], m1[f], m2[f], m3[f], m4[f], m5[f])
             for i in range(4):
-                a0, a1, a2 = s[6 * i], s[6 * i + 1], s[6 * i + 2]
-                a3, a4, a5 = s[6 * i + 3], s[6 * i + 4], s[6 * i + 5]
+                a0, a1, a2, a3, a4, a5 = _six(s, 6 * i, 1)
                 y0, y1 = p[4 * i, :f_all], p[4 * i + 1, :f_all]
                 y2, y3 = p[4 * i + 2, :f_all], p[4 * i + 3, :f_all]
                 for f in range(f_all):
@@ -295,15 +302,12 @@ def _output_adj(dy, th, tw, dm):
             for i in range(4):
                 g0, g1 = p[4 * i, :f_all], p[4 * i + 1, :f_all]
                 g2, g3 = p[4 * i + 2, :f_all], p[4 * i + 3, :f_all]
-                s0, s1, s2 = s[6 * i], s[6 * i + 1], s[6 * i + 2]
-                s3, s4, s5 = s[6 * i + 3], s[6 * i + 4], s[6 * i + 5]
+                s0, s1, s2, s3, s4, s5 = _six(s, 6 * i, 1)
                 for f in range(f_all):
                     s0[f], s1[f], s2[f], s3[f], s4[f], s5[f] = _a6(g0[f], g1[f], g2[f], g3[f])
             for j in range(6):
                 a0, a1, a2, a3 = s[j], s[6 + j], s[12 + j], s[18 + j]
-                d0, d1 = dm[j, co, t0 : t0 + f_all], dm[6 + j, co, t0 : t0 + f_all]
-                d2, d3 = dm[12 + j, co, t0 : t0 + f_all], dm[18 + j, co, t0 : t0 + f_all]
-                d4, d5 = dm[24 + j, co, t0 : t0 + f_all], dm[30 + j, co, t0 : t0 + f_all]
+                d0, d1, d2, d3, d4, d5 = _six_planes(dm, j, 6, co, t0, f_all)
                 for f in range(f_all):
                     z = _a6(a0[f], a1[f], a2[f], a3[f])
                     d0[f], d1[f], d2[f], d3[f], d4[f], d5[f] = z
