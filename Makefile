@@ -23,6 +23,7 @@ test: install
 	echo "Numba kernel tests again as plain Python (NUMBA_DISABLE_JIT=1), so their bodies run:"; \
 	NUMBA_DISABLE_JIT=1 $(PYTHON) -m pytest -q -p no:cacheprovider tests/backend/test_kernels_numba.py \
 	  tests/backend/test_kernels_winograd.py tests/backend/test_kernels_conv_images.py \
-	  tests/backend/test_kernels_bn_relu.py tests/backend/test_kernels_relu.py; \
+	  tests/backend/test_kernels_bn_relu.py tests/backend/test_kernels_relu.py \
+	  tests/backend/test_kernels_dropout.py; \
 	rc2=$$?; if [ $$rc2 -eq 5 ]; then rc2=0; fi; \
 	if [ $$rc -eq 0 ]; then rc=$$rc2; fi; exit $$rc

@@ -31,6 +31,7 @@ from tests.hardening.op_strategies import (
     unary,
 )
 from tinydl.backend import CPU, to_numpy
+from tinydl.backend.kernels import dropout_ref
 
 ENTRIES: list[Op] = []
 
@@ -126,7 +127,10 @@ add(
 
 
 def _dropout(x, p, seed):
-    keep = np.random.default_rng(seed).random(x.shape, dtype=np.float32) >= np.float32(p)
+    # the documented CPU mask (dropout_ref): a key drawn from the generator, then a keyed hash
+    # of each element's index against round(p * 2**32)
+    key = np.random.default_rng(seed).integers(0, 2**32, size=2, dtype=np.uint32)
+    keep = dropout_ref.keep_mask(key, x.size, dropout_ref.threshold(p)).reshape(x.shape)
     return x * (keep * (1.0 / (1.0 - p)))
 
 
