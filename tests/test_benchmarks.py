@@ -168,7 +168,7 @@ def test_conv_layers_finds_each_models_convolutions_and_their_paths():
     assert [(label(x), x["count"], tinydl_path(x)) for x in layers] == [
         ("1->32 at 28x28, k3 s1 p1", 1, "per-image"),
         ("32->32 at 28x28, k3 s1 p1", 1, "winograd F(4x4)"),
-        ("32->64 at 14x14, k3 s1 p1", 1, "im2col"),
+        ("32->64 at 14x14, k3 s1 p1", 1, "winograd F(2x2)"),
         ("64->64 at 14x14, k3 s1 p1", 1, "winograd F(2x2)"),
     ]
     assert layers[0]["first"] and not layers[1]["first"]

@@ -29,19 +29,21 @@ __all__ = ["use_winograd", "winograd_tile", "winograd_forward", "winograd_grads"
 # NOTE: measured at batch 128, 28x28 -> 32 channels, float32, 2 threads, fwd+bwd Winograd /
 # im2col (medians of 9 alternated rounds, a loaded 2-core machine): C_in 1: 3.1x, 4: 1.5x,
 # 8: 1.15x slower (tiny GEMMs; the transforms move 16 values per 4 pixels), C_in 16: 0.94x,
-# 32: 0.80x. After the whole-plane transforms (medians of 7, 2 threads, fwd+bwd ms): 32->32 at
-# 28x28 47.5-48.5 vs 57.4-60.6, 64->64 at 14x14 38.7-40.5 vs 44.6-46.3, but 32->64 at 14x14
-# 25.7-27.0 vs 23.0-24.6: with C_out > C_in the output side (M, dM) outgrows the saving on a
-# K = C_in GEMM that BLAS runs poorly. Hence Winograd from 16 input channels up and only
-# where the layer does not widen.
+# 32: 0.80x. Hence Winograd from 16 input channels up.
 MIN_IN_CHANNELS = 16
-MAX_WIDENING = 1  # C_out / C_in
-# NOTE: and only for enough channels times output side. Measured on ResNetSmall's and
-# MnistCNN's layers (batch 128, 2 threads, fwd+bwd, medians of 4 alternated runs, Winograd vs
-# im2col ms): 64->64 at 7x7 34.0 vs 16.9 (20 tile slots for 49 pixels), 32->32 at 14x14 27.8
-# vs 22.6 (a K = 32 GEMM against im2col's K = 288), 16->16 at 28x28 33.5 vs 32.3; Winograd
-# wins at 32->32 28x28 (66.8 vs 80.3) and 64->64 14x14 (58.3 vs 66.3): C_in x side >= 896.
-MIN_CHANNELS_X_SIDE = 32 * 28
+# NOTE: up to twice as many output as input channels. With the transforms written as
+# unit-stride loops (2026-12-01; batch 128, 2 threads, fwd+bwd, each path forced, medians of
+# 7 alternated rounds, im2col / F(2x2) / F(4x4) ms): 32->64 at 14x14 29.8 / 23.4 / 28.7,
+# 64->128 at 14x14 78.0 / 63.9 / 134.5, 16->32 at 28x28 33.6 / 26.4 / 21.5, 32->64 at 28x28
+# 97.1 / 65.6 / 54.8; only 16->32 at 14x14 lost (12.0 / 12.9, ranges overlapping, and the
+# rule below keeps it on im2col). Before those loops the widening 32->64 at 14x14 lost
+# (25.7-27.0 vs 23.0-24.6), hence an older rule of no widening.
+MAX_WIDENING = 2  # C_out / C_in
+# NOTE: F(2x2) only for enough channels times output side. Same runs: 32->32 at 14x14 22.2 /
+# 19.2 (C_in x side 448), 16->16 at 14x14 9.4 / 8.6 (224, too close to call), 64->64 at 7x7
+# 18.2 / 24.2 (the side rule below: 8 tile slots a row for 7 pixels), 128->128 at 14x14 192 /
+# 191, 64->64 at 14x14 58.6 / 47.1.
+MIN_CHANNELS_X_SIDE = 32 * 14
 MIN_SIDE = 14  # output pixels along the shorter side: below it the unused tiles cost too much
 
 # NOTE: bytes of M (and dV) per piece of a share, so that they stay in cache between the GEMM
@@ -58,7 +60,7 @@ MIN_SIDE = 14  # output pixels along the shorter side: below it the unused tiles
 _PIECE = 1 << 20
 
 # NOTE: F(4x4, 3x3) from a 28-pixel output side up, for any layer the channel rules above
-# admit (16 input channels, not widening). One thread, 64 images, float32, ms per pass
+# admit (16 input channels, at most 2x widening). One thread, 64 images, float32, ms per pass
 # (F(2x2) / F(4x4)), 32->32 at 28x28, with the vectorized transforms: GEMMs 9.1-9.6 / 5.3-5.4
 # each, transforms in 3.8 / 4.3, out 2.7 / 2.7, out-adjoint 3.3 / 3.3, in-adjoint 3.2 / 5.6;
 # all passes 41 / 32. Whole layer fwd+bwd, 2 threads, batch 128, medians of 3-4 alternated
