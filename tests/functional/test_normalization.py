@@ -46,6 +46,40 @@ def test_batch_norm_training(backend, x, affine, data):
     )
 
 
+@given(x=bn_input(), data=st.data())
+def test_batch_norm_with_a_residual_is_relu_of_the_sum(backend, x, data):
+    """``batch_norm(.., relu=True, residual=r)``: ``relu(batch_norm(x) + r)``, one fused op in
+    training (``BatchNormAddRelu``), against NumPy and PyTorch, gradients of every input to
+    second order. ``r`` is moved so that every sum stays 0.05 from the ReLU's kink (finite
+    differences then straddle none)."""
+    c = x.shape[1]
+    w, b, r = data.draw(tensors((c,))), data.draw(tensors((c,))), data.draw(tensors(x.shape))
+    host = [t.detach().numpy() for t in (x, w, b, r)]
+    z = np_batch_norm_train(*host[:3]) + host[3]
+    r = td.tensor(host[3] + np.where(np.abs(z) < 0.05, 0.2, 0.0), requires_grad=True)
+    out = check_op(
+        lambda a, w_, b_, r_: F.batch_norm(a, None, None, w_, b_, training=True, relu=True,
+                                           residual=r_),
+        [x, w, b, r],
+        lambda a, w_, b_, r_: np.maximum(np_batch_norm_train(a, w_, b_) + r_, 0),
+        TF and (lambda a, w_, b_, r_: TF.relu(TF.batch_norm(a, None, None, w_, b_, training=True)
+                                               + r_)),
+        second_order=True,
+        backend=backend,
+    )
+    assert "BatchNormAddRelu" in repr(out.grad_fn)
+
+
+def test_batch_norm_residual_needs_relu_and_broadcasts_by_composing():
+    x, r = td.randn(4, 3, 2, 2), td.randn(3, 1, 1)
+    with pytest.raises(ValueError, match="batch_norm: a residual is added before the ReLU"):
+        F.batch_norm(x, None, None, training=True, residual=r)
+    out = F.batch_norm(x, None, None, training=True, relu=True, residual=r)  # (3, 1, 1): composed
+    expected = np.maximum(np_batch_norm_train(x.numpy()) + r.numpy(), 0)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert "BatchNormAddRelu" not in repr(out.grad_fn)
+
+
 def composed_batch_norm(x, w, b, eps=1e-5):
     """The reference twin of the fused training batch_norm, from reduction ops."""
     axes = (0,) + tuple(range(2, x.ndim))

@@ -129,3 +129,37 @@ def test_resnet_block_fuses_bn1_unless_hooked():
         unfused = block(x).detach().numpy()
     assert len(seen) == 1
     np.testing.assert_allclose(fused, unfused, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_resnet_block_ends_in_one_bn_add_relu_op_unless_bn2_is_hooked(dtype, stride):
+    # relu(bn2(conv2(..)) + shortcut) runs as F.batch_norm(.., residual=): the same numbers
+    # (gradients of the input and every parameter, running statistics) as the ops one by one
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, 2, 6, 6)).astype(dtype)
+    g = rng.standard_normal((4, 3, 6 // stride, 6 // stride)).astype(dtype)
+    results = []
+    for fused in (True, False):
+        td.manual_seed(0)
+        block, seen = nn.BasicBlock(2, 3, stride=stride).to(dtype), []
+        if not fused:
+            block.bn2.register_forward_hook(lambda m, a, o, seen=seen: seen.append(o))
+        out, res = _run(block, x, g)
+        assert ("BatchNormAddRelu" in _op(out)) == fused and len(seen) == (0 if fused else 1)
+        results.append(res + [block.bn2.running_mean.numpy(), block.bn2.running_var.numpy()])
+    tol = {"rtol": 1e-4, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-10, "atol": 1e-12}
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_allclose(a, b, **tol)
+
+
+def test_resnet_block_in_eval_mode_composes_the_ops():
+    td.manual_seed(0)
+    block = nn.BasicBlock(2, 2)
+    block(td.randn(4, 2, 5, 5))  # running statistics away from their start
+    block.eval()
+    x = td.randn(3, 2, 5, 5)
+    expected = F.add_relu(block.bn2(block.conv2(block._bn1_relu(block.conv1(x)))), x)
+    assert "BatchNormAddRelu" not in _op(block(x))
+    np.testing.assert_allclose(block(x).detach().numpy(), expected.detach().numpy(), rtol=1e-6,
+                               atol=1e-6)

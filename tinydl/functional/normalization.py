@@ -14,6 +14,8 @@ from ..backend import get_array_module
 from ..backend.kernels import get_kernel
 from ..errors import ShapeError
 from ..grad_mode import enable_grad, is_grad_enabled
+from .activation import add_relu
+from .elementwise import _const
 
 __all__ = ["batch_norm", "batch_norm_relu", "layer_norm"]
 
@@ -97,23 +99,57 @@ class BatchNormRelu(Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps, running=None):
-        y, mean, var = get_kernel("batchnorm_relu_forward", like=x)(x, weight, bias, eps)
-        if running is not None:
-            _update_running(running, mean, var, x.size // mean.size)
-        ctx.eps, ctx.mean, ctx.inv_std = eps, mean, 1 / get_array_module(x).sqrt(var + eps)
-        ctx.save_for_backward(x, weight, bias, y)
-        return y
+        return _fused_forward(ctx, "batchnorm_relu_forward", x, (), weight, bias, eps, running)
 
     @staticmethod
     def backward(ctx, grad):
         x, weight, bias, y = ctx.saved_tensors
         if is_grad_enabled():  # create_graph: differentiate the composed ops
             return _graph_grads(ctx, grad, x, weight, bias, relu=True)
-        w = None if weight is None else weight.data
-        grads = get_kernel("batchnorm_relu_backward", like=grad.data)(
-            grad.data, x.data, y.data, w, ctx.mean, ctx.inv_std.astype(grad.dtype, copy=False)
-        )
-        return _wrapped(ctx, grads)
+        kernel = get_kernel("batchnorm_relu_backward", like=grad.data)
+        return _wrapped(ctx, kernel(*_backward_arrays(ctx, grad, x, weight, y)))
+
+
+def _fused_forward(ctx, op, x, extra, weight, bias, eps, running):
+    """The forward kernel ``op`` on ``(x, *extra, weight, bias, eps)``; the running statistics
+    updated (``running``: see ``_update_running``), and what the fused backwards need kept."""
+    y, mean, var = get_kernel(op, like=x)(x, *extra, weight, bias, eps)
+    if running is not None:
+        _update_running(running, mean, var, x.size // mean.size)
+    ctx.eps, ctx.mean, ctx.inv_std = eps, mean, 1 / get_array_module(x).sqrt(var + eps)
+    ctx.save_for_backward(x, weight, bias, y)
+    return y
+
+
+def _backward_arrays(ctx, grad, x, weight, y):
+    """The arguments of the fused ReLU backward kernels."""
+    w = None if weight is None else weight.data
+    inv_std = ctx.inv_std.astype(grad.dtype, copy=False)
+    return grad.data, x.data, y.data, w, ctx.mean, inv_std
+
+
+class BatchNormAddRelu(Function):
+    """Training-mode ``relu(batch_norm(x) + residual)`` in one kernel each way: the end of a
+    residual block. As ``BatchNormRelu``, and the backward's second pass also writes the masked
+    gradient, which is the residual's. Against ``BatchNorm`` then ``add_relu`` it writes, keeps
+    and reads back neither the batch norm's output nor its ``xhat``."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, residual, eps, running=None):
+        op = "batchnorm_add_relu_forward"
+        return _fused_forward(ctx, op, x, (residual,), weight, bias, eps, running)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, bias, y = ctx.saved_tensors
+        if is_grad_enabled():  # create_graph: the residual's gradient is the masked one
+            masked = grad * _const(~(y.data <= 0), grad.dtype)
+            grads = _graph_grads(ctx, masked, x, weight, bias, relu=False)
+            return grads[:3] + (masked, None, None)
+        kernel = get_kernel("batchnorm_add_relu_backward", like=grad.data)
+        *grads, gres = kernel(*_backward_arrays(ctx, grad, x, weight, y))
+        gx, gw, gb = _wrapped(ctx, grads)[:3]
+        return gx, gw, gb, gres if ctx.needs_input_grad[3] else None, None, None
 
 
 def _graph_grads(ctx, grad, x, weight, bias, relu: bool):
@@ -183,6 +219,7 @@ def batch_norm(
     eps: float = 1e-5,
     *,
     relu: bool = False,
+    residual: Tensor | None = None,
 ) -> Tensor:
     """Batch normalization of ``x`` (N, C, *) per channel C.
 
@@ -190,8 +227,12 @@ def batch_norm(
     (Tensors or arrays of shape (C,)) are given, updates them in place:
     ``running = (1 - momentum) * running + momentum * batch`` (unbiased variance, as PyTorch).
     Eval: normalizes with the running statistics. ``weight``/``bias`` (C,) scale and shift.
-    ``relu=True`` returns ``relu(batch_norm(...))``, fused in training (``batch_norm_relu``).
+    ``relu=True`` returns ``relu(batch_norm(...))``, fused in training (``batch_norm_relu``);
+    with a ``residual`` as well, ``relu(batch_norm(...) + residual)`` (a residual block's end),
+    fused in training when ``residual`` has ``x``'s shape, dtype and device.
     """
+    if residual is not None and not relu:
+        raise ValueError("batch_norm: a residual is added before the ReLU; pass relu=True too")
     if x.ndim < 2:
         raise ShapeError(f"batch_norm: expected input of shape (N, C, *), got {x.shape}")
     c = x.shape[1]
@@ -209,7 +250,12 @@ def batch_norm(
         running = None
         if running_mean is not None and running_var is not None:
             running = (_array(running_mean), _array(running_var), momentum)
-        return (BatchNormRelu if relu else BatchNorm).apply(x, weight, bias, eps, running)
+        if residual is None:
+            return (BatchNormRelu if relu else BatchNorm).apply(x, weight, bias, eps, running)
+        if _fits(residual, x):
+            return BatchNormAddRelu.apply(x, weight, bias, residual, eps, running)
+        y = BatchNorm.apply(x, weight, bias, eps, running)
+        return add_relu(y, residual)
     else:
         if running_mean is None or running_var is None:
             raise ValueError(
@@ -220,7 +266,18 @@ def batch_norm(
         var = xp.asarray(_array(running_var), dtype=x.dtype).reshape(shape)
         y = (x - Tensor.from_array(mean)) * Tensor.from_array(1 / xp.sqrt(var + eps))
     y = _affine(y, weight, bias, shape)
+    if residual is not None:
+        return add_relu(y, residual)
     return y.relu() if relu else y
+
+
+def _fits(residual, x) -> bool:
+    return (
+        isinstance(residual, Tensor)
+        and residual.shape == x.shape
+        and residual.dtype == x.dtype
+        and residual.device == x.device
+    )
 
 
 def batch_norm_relu(

@@ -117,9 +117,11 @@ class BasicBlock(Module):
         return F.relu(self.bn1(x)) if has_hooks(self.bn1) else self.bn1.forward(x, relu=True)
 
     def forward(self, x):
-        out = self._bn1_relu(self.conv1(x))
-        out = self.bn2(self.conv2(out))
-        return F.add_relu(out, self.shortcut(x))
+        out = self.conv2(self._bn1_relu(self.conv1(x)))
+        if has_hooks(self.bn2) or type(self.bn2) is not BatchNorm2d:  # hooks see bn2's output
+            return F.add_relu(self.bn2(out), self.shortcut(x))
+        # relu(bn2(out) + shortcut) as one op (F.batch_norm's residual)
+        return self.bn2.forward(out, residual=self.shortcut(x))
 
 
 class ResNetSmall(Module):

@@ -35,8 +35,9 @@ class _BatchNorm(Module):
         else:
             self.running_mean = self.running_var = None
 
-    def forward(self, x, *, relu: bool = False):
-        """``relu=True``: ``relu(self(x))`` as one fused op (see ``fused_with``)."""
+    def forward(self, x, *, relu: bool = False, residual=None):
+        """``relu=True``: ``relu(self(x))`` as one fused op (see ``fused_with``); with a
+        ``residual`` too, ``relu(self(x) + residual)`` (``F.batch_norm``'s ``residual``)."""
         name = type(self).__name__
         if x.ndim not in self._dims:
             raise ShapeError(
@@ -53,6 +54,8 @@ class _BatchNorm(Module):
             if momentum is None:  # cumulative moving average, as PyTorch
                 momentum = 1.0 / float(self.num_batches_tracked.item())
         training = self.training or self.running_mean is None
+        if residual is not None:
+            return self._batch_norm(x, training, momentum, relu=True, residual=residual)
         return self._batch_norm(x, training, momentum, relu=relu)
 
     def fused_with(self, nxt):
@@ -60,9 +63,9 @@ class _BatchNorm(Module):
         ``F.batch_norm_relu``: no ``xhat`` kept, no ReLU passes), else None."""
         return (lambda x: self.forward(x, relu=True)) if type(nxt) is ReLU else None
 
-    def _batch_norm(self, x, training: bool, momentum: float, relu: bool = False):
-        """The normalization proper, then ReLU with ``relu`` (``SyncBatchNorm`` replaces it
-        in training)."""
+    def _batch_norm(self, x, training: bool, momentum: float, relu: bool = False, residual=None):
+        """The normalization proper, then ReLU with ``relu`` (after adding ``residual``)
+        (``SyncBatchNorm`` replaces it in training)."""
         return F.batch_norm(
             x,
             self.running_mean,
@@ -73,6 +76,7 @@ class _BatchNorm(Module):
             momentum=momentum,
             eps=self.eps,
             relu=relu,
+            residual=residual,
         )
 
     def extra_repr(self) -> str:

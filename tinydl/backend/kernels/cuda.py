@@ -27,7 +27,12 @@ import numpy as np
 from ..cupy_backend import cupy_module
 from . import numpy_ref
 from .geometry import pair
-from .numpy_ref import batchnorm_relu_backward, batchnorm_relu_forward  # noqa: F401 (generic)
+from .numpy_ref import (  # noqa: F401 (generic)
+    batchnorm_add_relu_backward,
+    batchnorm_add_relu_forward,
+    batchnorm_relu_backward,
+    batchnorm_relu_forward,
+)
 
 __all__ = ["SPECS", *numpy_ref.OPS, "fused_sgd_update", "fused_adam_update"]
 
@@ -343,13 +348,8 @@ def batchnorm_forward(x, weight, bias, eps):
     if x3.size:
         flags = (int(weight is not None), int(bias is not None))
         _kernel("batchnorm_forward")(x3, mean, inv_std, w, b, c, s, *flags, xhat, y)
-    shape = x.shape
-    return (
-        y.reshape(shape).astype(dtype, copy=False),
-        xhat.reshape(shape).astype(dtype, copy=False),
-        mean.astype(dtype, copy=False),
-        var.astype(dtype, copy=False),
-    )
+    y, xhat = (a.reshape(x.shape).astype(dtype, copy=False) for a in (y, xhat))
+    return y, xhat, mean.astype(dtype, copy=False), var.astype(dtype, copy=False)
 
 
 def batchnorm_backward(grad, xhat, weight, inv_std):

@@ -281,7 +281,8 @@ def _bn_forward(x3, weight, bias, eps, y3, h3, mean, var, buf, c0, c1):
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
-def _bn_relu_forward(x3, weight, bias, eps, y3, mean, var, buf, c0, c1):
+def _bn_relu_forward(x3, r3, add, weight, bias, eps, y3, mean, var, buf, c0, c1):
+    # with ``add``, ``r3`` (x3's shape) is added before the ReLU (a residual block's shortcut)
     n, c, s = x3.shape
     zero = x3.dtype.type(0)
     for ci in range(c0, c1):
@@ -292,6 +293,8 @@ def _bn_relu_forward(x3, weight, bias, eps, y3, mean, var, buf, c0, c1):
         for b in range(n):
             for k in range(s):
                 yk = (x3[b, ci, k] - mu) * inv * w + bb
+                if add:  # loop-invariant: LLVM compiles the loop once for each value
+                    yk += r3[b, ci, k]
                 y3[b, ci, k] = yk if not yk <= 0 else zero  # NaN stays NaN, as np.maximum
 
 
@@ -317,10 +320,22 @@ def batchnorm_forward(x, weight, bias, eps):
 
 def batchnorm_relu_forward(x, weight, bias, eps):
     """Training-mode batch normalization then ReLU; see ``numpy_ref.batchnorm_relu_forward``."""
+    return _bn_relu_forward_call(x, None, weight, bias, eps)
+
+
+def batchnorm_add_relu_forward(x, residual, weight, bias, eps):
+    """Batch normalization, plus ``residual``, then ReLU; see
+    ``numpy_ref.batchnorm_add_relu_forward``."""
+    return _bn_relu_forward_call(x, residual, weight, bias, eps)
+
+
+def _bn_relu_forward_call(x, residual, weight, bias, eps):
     x3, w, b, mean, var, buf = _affine_args(x, weight, bias)
     y, eps = np.empty_like(x3), float(eps)
+    add = residual is not None
+    r3 = np.ascontiguousarray(residual, dtype=x.dtype).reshape(x3.shape) if add else x3
     parallel(
-        lambda r: _bn_relu_forward(x3, w, b, eps, y, mean, var, buf, *r),
+        lambda r: _bn_relu_forward(x3, r3, add, w, b, eps, y, mean, var, buf, *r),
         _ranges(x3.shape[1], y.size),
     )
     return y.reshape(x.shape), mean, var
@@ -347,8 +362,10 @@ def _bn_backward(g3, h3, scale, dx3, dweight, dbias, buf, c0, c1):
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
-def _bn_relu_backward(g3, x3, y3, mean, inv_std, scale, dx3, dweight, dbias, buf, c0, c1):
-    # xhat is recomputed from x (saved anyway as the layer's input) instead of stored
+def _bn_relu_backward(g3, x3, y3, mean, inv_std, scale, dx3, dweight, dbias, buf, c0, c1,
+                      keep, gm3):
+    # xhat is recomputed from x (saved anyway as the layer's input) instead of stored; with
+    # ``keep`` the masked gradient also goes to ``gm3`` (the gradient of an added residual)
     n, c, s = g3.shape
     m = n * s
     zero, one = g3.dtype.type(0), g3.dtype.type(1)
@@ -370,6 +387,8 @@ def _bn_relu_backward(g3, x3, y3, mean, inv_std, scale, dx3, dweight, dbias, buf
             for k in range(s):
                 g = g3[b, ci, k] * (zero if y3[b, ci, k] <= 0 else one)
                 dx3[b, ci, k] = sc * (g - a - ((x3[b, ci, k] - mu) * inv) * q)
+                if keep:  # loop-invariant, as ``add`` in the forward
+                    gm3[b, ci, k] = g
 
 
 def _backward_args(grad, weight, inv_std):
@@ -394,13 +413,26 @@ def batchnorm_backward(grad, xhat, weight, inv_std):
 
 def batchnorm_relu_backward(grad, x, y, weight, mean, inv_std):
     """Gradients of batch norm then ReLU; see ``numpy_ref.batchnorm_relu_backward``."""
+    return _bn_relu_backward_call(grad, x, y, weight, mean, inv_std, False)
+
+
+def batchnorm_add_relu_backward(grad, x, y, weight, mean, inv_std):
+    """Gradients of batch norm plus a residual then ReLU; see
+    ``numpy_ref.batchnorm_add_relu_backward``."""
+    return _bn_relu_backward_call(grad, x, y, weight, mean, inv_std, True)
+
+
+def _bn_relu_backward_call(grad, x, y, weight, mean, inv_std, keep):
     g3, scale, dx, dweight, dbias, buf = _backward_args(grad, weight, inv_std)
     x3 = np.ascontiguousarray(x, dtype=grad.dtype).reshape(g3.shape)
     y3 = np.ascontiguousarray(y, dtype=grad.dtype).reshape(g3.shape)
     mu = np.ascontiguousarray(mean, dtype=grad.dtype)
     inv = np.ascontiguousarray(inv_std, dtype=grad.dtype)
+    gm = np.empty_like(g3) if keep else dx
     parallel(
-        lambda r: _bn_relu_backward(g3, x3, y3, mu, inv, scale, dx, dweight, dbias, buf, *r),
+        lambda r: _bn_relu_backward(g3, x3, y3, mu, inv, scale, dx, dweight, dbias, buf, *r,
+                                    keep, gm),
         _ranges(g3.shape[1], dx.size),
     )
-    return dx.reshape(grad.shape), dweight, dbias
+    out = (dx.reshape(grad.shape), dweight, dbias)
+    return out + (gm.reshape(grad.shape),) if keep else out

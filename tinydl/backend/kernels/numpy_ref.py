@@ -40,6 +40,8 @@ OPS = (
     "batchnorm_backward",
     "batchnorm_relu_forward",
     "batchnorm_relu_backward",
+    "batchnorm_add_relu_forward",
+    "batchnorm_add_relu_backward",
 )
 __all__ = ["OPS", *OPS, "conv_output_size", "batchnorm_statistics"]
 
@@ -224,3 +226,19 @@ def batchnorm_relu_backward(grad, x, y, weight, mean, inv_std):
     xhat = (x3 - mean.reshape(1, -1, 1)) * inv_std.reshape(1, -1, 1)
     dx, dweight, dbias = batchnorm_backward(g, xhat.astype(grad.dtype, copy=False), weight, inv_std)
     return dx.reshape(grad.shape), dweight, dbias
+
+
+def batchnorm_add_relu_forward(x, residual, weight, bias, eps):
+    """``relu(batchnorm_forward(x, weight, bias, eps).y + residual)`` (``residual`` of ``x``'s
+    shape: a residual block's shortcut) without keeping ``xhat``: returns ``(y, mean, var)``."""
+    y, _, mean, var = batchnorm_forward(x, weight, bias, eps)
+    y += residual
+    return get_array_module(y).maximum(y, 0, out=y), mean, var
+
+
+def batchnorm_add_relu_backward(grad, x, y, weight, mean, inv_std):
+    """Gradients of ``batchnorm_add_relu_forward``: ``(dx, dweight, dbias, dresidual)``, where
+    ``dresidual = grad * (y > 0)`` (NaN ``y`` passing, as ReLU's) and the rest are
+    ``batchnorm_relu_backward``'s."""
+    dx, dweight, dbias = batchnorm_relu_backward(grad, x, y, weight, mean, inv_std)
+    return dx, dweight, dbias, grad * ~(y <= 0)
