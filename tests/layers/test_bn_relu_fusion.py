@@ -163,3 +163,15 @@ def test_resnet_block_in_eval_mode_composes_the_ops():
     assert "BatchNormAddRelu" not in _op(block(x))
     np.testing.assert_allclose(block(x).detach().numpy(), expected.detach().numpy(), rtol=1e-6,
                                atol=1e-6)
+
+
+def test_a_resnet_block_with_sync_batchnorm_composes_the_residual():
+    td.manual_seed(0)
+    block = nn.BasicBlock(2, 2).to(np.float64)
+    x = td.randn(4, 2, 5, 5, dtype=np.float64)
+    expected = block(x).detach().numpy()
+    td.manual_seed(0)
+    synced = dist.SyncBatchNorm.convert_sync_batchnorm(nn.BasicBlock(2, 2).to(np.float64))
+    out = synced(x)
+    assert "BatchNormAddRelu" not in _op(out)  # no fused kernel for synced statistics
+    np.testing.assert_allclose(out.detach().numpy(), expected, rtol=1e-12, atol=1e-12)

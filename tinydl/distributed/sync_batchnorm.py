@@ -12,6 +12,7 @@ DDP averages like every other gradient.
 
 from __future__ import annotations
 
+from .. import functional as F
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ..errors import BackwardError
@@ -98,9 +99,10 @@ class SyncBatchNorm(_BatchNorm):
 
     _dims = (2, 3, 4, 5)
 
-    def _batch_norm(self, x, training: bool, momentum: float, relu: bool = False):
+    def _batch_norm(self, x, training: bool, momentum: float, relu: bool = False, residual=None):
         # NOTE: synced only in training mode, as PyTorch (not in eval without running stats)
-        # NOTE: ``relu`` is applied on its own (no fused kernel for the synced statistics)
+        # NOTE: ``relu`` (and ``residual``) are applied on their own (no fused kernel for the
+        # synced statistics)
         if not (training and self.training) or group.get_world_size() == 1:
             y = super()._batch_norm(x, training, momentum)
         else:
@@ -108,6 +110,8 @@ class SyncBatchNorm(_BatchNorm):
             if self.running_mean is not None:
                 running = (self.running_mean.data, self.running_var.data, momentum)
             y = SyncBatchNormFunction.apply(x, self.weight, self.bias, self.eps, running)
+        if residual is not None:
+            return F.add_relu(y, residual)
         return y.relu() if relu else y
 
     @classmethod

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..autograd import Function, Tensor
 from ..backend import get_array_module, threads
-from ..backend.kernels import active_kernels, get_kernel, relu_ref
+from ..backend.kernels import numba_loops_for, relu_ref
 from ..grad_mode import is_grad_enabled
 from ._util import normalize_dim
 from .arithmetic import add
@@ -55,11 +55,8 @@ def _relu_arrays(name: str, *arrays):
     a = arrays[0]
     if (
         a.size >= _LOOP_MIN
-        and all(type(b) is np.ndarray and b.flags.c_contiguous for b in arrays)
-        and all(b.dtype == a.dtype for b in arrays)
-        and a.dtype in (np.float32, np.float64)
-        and get_kernel("im2col", like=a) is not None  # loads Numba, or falls back with a warning
-        and active_kernels() == "numba"
+        and all(b.flags.c_contiguous for b in arrays)  # before numba_loops_for loads Numba
+        and numba_loops_for(*arrays)
     ):
         from ..backend.kernels import numba_relu
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..autograd import Function, Tensor
 from ..backend import is_device_array, uniform
-from ..backend.kernels import active_kernels, dropout_ref, get_kernel
+from ..backend.kernels import dropout_ref, numba_loops_for
 from ..grad_mode import is_grad_enabled
 from ..tensor import default_generator
 
@@ -33,12 +33,7 @@ def _apply(a, key, threshold, scale):
     """``a * mask`` on arrays: the Numba loop (``numba_dropout``) for C-contiguous float32 and
     float64 NumPy arrays under the Numba kernels, else the NumPy reference."""
     scale = a.dtype.type(scale)
-    if (
-        type(a) is np.ndarray
-        and a.dtype in (np.float32, np.float64)
-        and get_kernel("im2col", like=a) is not None  # loads Numba, or falls back with a warning
-        and active_kernels() == "numba"
-    ):
+    if numba_loops_for(a):
         from ..backend.kernels import numba_dropout
 
         a = np.ascontiguousarray(a)

@@ -118,10 +118,10 @@ class BasicBlock(Module):
 
     def forward(self, x):
         out = self.conv2(self._bn1_relu(self.conv1(x)))
-        if has_hooks(self.bn2) or type(self.bn2) is not BatchNorm2d:  # hooks see bn2's output
+        if has_hooks(self.bn2):  # the hooks see bn2's own output
             return F.add_relu(self.bn2(out), self.shortcut(x))
         # relu(bn2(out) + shortcut) as one op (F.batch_norm's residual)
-        return self.bn2.forward(out, residual=self.shortcut(x))
+        return self.bn2.forward(out, relu=True, residual=self.shortcut(x))
 
 
 class ResNetSmall(Module):

@@ -37,7 +37,8 @@ class _BatchNorm(Module):
 
     def forward(self, x, *, relu: bool = False, residual=None):
         """``relu=True``: ``relu(self(x))`` as one fused op (see ``fused_with``); with a
-        ``residual`` too, ``relu(self(x) + residual)`` (``F.batch_norm``'s ``residual``)."""
+        ``residual`` too, ``relu(self(x) + residual)`` (``F.batch_norm``'s ``residual``,
+        composed by ``SyncBatchNorm``)."""
         name = type(self).__name__
         if x.ndim not in self._dims:
             raise ShapeError(
@@ -54,9 +55,7 @@ class _BatchNorm(Module):
             if momentum is None:  # cumulative moving average, as PyTorch
                 momentum = 1.0 / float(self.num_batches_tracked.item())
         training = self.training or self.running_mean is None
-        if residual is not None:
-            return self._batch_norm(x, training, momentum, relu=True, residual=residual)
-        return self._batch_norm(x, training, momentum, relu=relu)
+        return self._batch_norm(x, training, momentum, relu=relu, residual=residual)
 
     def fused_with(self, nxt):
         """``x -> nxt(self(x))`` as one op when ``nxt`` is a plain ``ReLU`` (the fused

@@ -19,6 +19,8 @@ import importlib.util
 import os
 import warnings
 
+import numpy as np
+
 from ..device import is_device_array
 from . import numpy_ref
 from .numpy_ref import OPS, conv_output_size
@@ -35,6 +37,7 @@ __all__ = [
     "im2col_budget",
     "im2col_chunk",
     "active_kernels",
+    "numba_loops_for",
     "available_kernels",
     "conv_output_size",
     "numpy_ref",
@@ -123,6 +126,19 @@ _active: contextvars.ContextVar[str] = contextvars.ContextVar(
 def active_kernels() -> str:
     """The name of the CPU kernel variant in use (``"numba"`` or ``"numpy"``) here."""
     return _active.get()
+
+
+def numba_loops_for(*arrays) -> bool:
+    """Whether the element-wise Numba loops (``numba_relu``, ``numba_dropout``) may take
+    ``arrays``: NumPy float32/float64 arrays of one dtype, the ``"numba"`` kernels active
+    (loading Numba, or falling back to the reference with a warning)."""
+    dtype = arrays[0].dtype
+    return (
+        all(type(a) is np.ndarray and a.dtype == dtype for a in arrays)
+        and dtype in (np.float32, np.float64)
+        and get_kernel("im2col", like=arrays[0]) is not None
+        and active_kernels() == "numba"
+    )
 
 
 class _Restore:

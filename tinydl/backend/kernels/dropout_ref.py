@@ -47,7 +47,7 @@ def keep_mask(key, n: int, threshold_: int, xp=np):
     out = xp.empty(n, dtype=bool)
     for start in range(0, n, BLOCK):
         k0, k1 = block_key(key, start // BLOCK)
-        i = xp.arange(min(BLOCK, n - start), dtype=xp.uint64).astype(xp.uint32)
+        i = xp.arange(min(BLOCK, n - start), dtype=xp.uint32)
         h = _mix(_mix(i ^ xp.uint32(k0), xp) ^ xp.uint32(k1), xp)
         out[start : start + len(i)] = h >= xp.uint32(threshold_)
     return out
