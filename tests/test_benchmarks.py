@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_kernels_benchmark_prints_every_case(capsys):
-    assert kernel_bench.main(["--steps", "1", "--warmup", "0", "--threads", "1"]) == 0
+    assert kernel_bench.main(["--steps", "1", "--warmup", "0", "--threads", "1", "--rounds", "1"]) == 0
     out = capsys.readouterr().out
     assert "GEMM ceiling" in out
     for label in ("(a)", "(b)", "(c)", "(d)", "max_pool2d 2x2", "linear"):
