@@ -175,6 +175,9 @@ def _from_phases(phases, ph, pw, r, plane):
             row[j] = phases[base + jp % 4, o + jp // 4]
 
 
+# NOTE: images outside, channels inside, unlike ``numba_winograd``: channels outside measured
+# slower here (input transform of 128x32x28x28 on two threads 6.2 -> 7.2 ms, output adjoint
+# 4.3 -> 4.8; the input adjoint and output transform unchanged).
 @njit(cache=True, nogil=True)
 def _input_tf(x, ph, pw, th, tw, v):
     n, c = x.shape[:2]
