@@ -1,4 +1,4 @@
-"""Hypothesis profiles (dev 10, ci 40+, thorough 1000), the device fixtures and shared fixtures.
+"""Hypothesis profiles (dev 10, ci 30+, thorough 1000), the device fixtures and shared fixtures.
 
 ``backend`` runs a test once per device (``"cpu"``, ``"cuda"``); where CUDA is not available the
 cuda case is skipped with what is missing (CuPy, or a GPU). ``cuda`` is for tests that only make
@@ -18,7 +18,7 @@ from tinydl.backend import cupy_backend
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                       HealthCheck.data_too_large])
 settings.register_profile("dev", max_examples=10, **_common)
-settings.register_profile("ci", max_examples=40, derandomize=True, **_common)
+settings.register_profile("ci", max_examples=30, derandomize=True, **_common)
 settings.register_profile("thorough", max_examples=1000, **_common)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 

@@ -1,6 +1,6 @@
 """Example counts per hypothesis profile, and the figures the hardening tests stand for.
 
-The global profiles (tests/conftest.py) run ``dev`` 10, ``ci`` 40 and ``thorough`` 1000
+The global profiles (tests/conftest.py) run ``dev`` 10, ``ci`` 30 and ``thorough`` 1000
 examples; the hardening tests ask for more where the issue does. ``pytest tests/hardening``
 prints the figures at the end of the run (tests/hardening/conftest.py); so does
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hypothesis import settings
 
-OP_TABLE_EXAMPLES = {"dev": 10, "ci": 60, "thorough": 1000}
+OP_TABLE_EXAMPLES = {"dev": 10, "ci": 50, "thorough": 1000}
 FUZZ_EXAMPLES = {"dev": 100, "ci": 1000, "thorough": 10_000}
 
 # How many hypothesis examples each kind of test ran in this session (the summary prints them).

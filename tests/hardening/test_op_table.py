@@ -1,6 +1,6 @@
 """One test factory over the op table (op_table.py), and the meta-tests that keep the table whole.
 
-For every entry and every hypothesis example (``dev`` 10, ``ci`` 60, ``thorough`` 1000):
+For every entry and every hypothesis example (``dev`` 10, ``ci`` 50, ``thorough`` 1000):
 
 * forward against the NumPy/SciPy reference, float64, rtol 1e-7;
 * gradient against float64 central differences of the reference (eps 1e-6; rtol 1e-5, or
